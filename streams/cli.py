@@ -1,0 +1,187 @@
+"""The `docstreams` command line."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Annotated, ParamSpec, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from streams.errors import DocstreamsError
+from streams.kafka_clients import admin_client
+from streams.settings import Settings, settings_table
+from streams.stack import Stack
+from streams.stack.check import check_kafka_transactions, check_weaviate_vectors
+from streams.topics import TOPICS, create_topics, topic_name
+
+app = typer.Typer(
+    help="docstreams: documents to searchable chunks, through Kafka, into Weaviate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+stack_app = typer.Typer(
+    help="The local Kafka + Weaviate stack (127.0.0.1, no Docker).", no_args_is_help=True
+)
+topics_app = typer.Typer(
+    help="docstreams topics, declared in streams/topics.py.", no_args_is_help=True
+)
+app.add_typer(stack_app, name="stack")
+app.add_typer(topics_app, name="topics")
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# `stack status` exits with this when a service is not healthy (as `systemctl status` does).
+EXIT_NOT_HEALTHY = 3
+
+
+def clear_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Our own errors end the command with one red line, not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except DocstreamsError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# --- stack ---------------------------------------------------------------------------------
+@stack_app.command("install")
+@clear_errors
+def stack_install() -> None:
+    """Fetch Kafka's jars (Maven) and build Weaviate (Go) into the cache dir."""
+    stack = Stack(Settings())
+    with console.status("installing (first time: a few minutes for the Weaviate build)"):
+        stack.install()
+    for s in stack.services:
+        console.print(f"{s.name} {s.version}: installed in {s.settings.cache_dir}")
+
+
+@stack_app.command("up")
+@clear_errors
+def stack_up() -> None:
+    """Start Kafka and Weaviate (installing them first if needed); waits until healthy."""
+    stack = Stack(Settings())
+    with console.status("starting Kafka and Weaviate"):
+        reports = stack.up()
+    for r in reports:
+        verb = "started" if r.started else "already running"
+        console.print(f"[green]✓[/] {r.service} {verb}, healthy after {r.seconds:.1f}s")
+
+
+@stack_app.command("down")
+@clear_errors
+def stack_down(
+    purge: Annotated[bool, typer.Option(help="Also delete the stack's data and logs.")] = False,
+) -> None:
+    """Stop Kafka and Weaviate cleanly (SIGTERM, then SIGKILL after a timeout)."""
+    for name, was_running in Stack(Settings()).down(purge=purge).items():
+        console.print(f"{name}: {'stopped' if was_running else 'was not running'}")
+    if purge:
+        console.print("data and logs deleted")
+
+
+@stack_app.command("status")
+@clear_errors
+def stack_status(json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Each service's pid, ports, memory and health. Exits 3 unless all are healthy."""
+    statuses = Stack(Settings()).status()
+    if json:
+        typer.echo(orjson.dumps([s.to_dict() for s in statuses]).decode())
+    else:
+        table = Table("service", "version", "state", "pid", "RSS MB", "ports")
+        for s in statuses:
+            state = (
+                "[green]healthy"
+                if s.healthy
+                else ("[yellow]starting" if s.running else "[red]stopped")
+            )
+            ports = ", ".join(f"{k} {v}" for k, v in s.ports.items())
+            table.add_row(s.name, s.version, state, str(s.pid or "-"), str(s.rss_mb or "-"), ports)
+        console.print(table)
+    if not all(s.healthy for s in statuses):
+        raise typer.Exit(EXIT_NOT_HEALTHY)
+
+
+@stack_app.command("check")
+@clear_errors
+def stack_check() -> None:
+    """Round-trip a Kafka transaction and a Weaviate vector query on the running stack."""
+    settings = Settings()
+    results = [check_kafka_transactions(settings), check_weaviate_vectors(settings)]
+    for r in results:
+        mark = "[green]✓[/]" if r.ok else "[red]✗[/]"
+        console.print(f"{mark} {r.service}: {r.detail} ({r.seconds:.2f}s)")
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+# --- topics --------------------------------------------------------------------------------
+@topics_app.command("create")
+@clear_errors
+def topics_create() -> None:
+    """Create missing topics and restore drifted configs; safe to run any number of times."""
+    settings = Settings()
+    results = create_topics(admin_client(settings), settings)
+    table = Table("topic", "partitions", "action", "note")
+    for r in results:
+        table.add_row(r.name, str(r.partitions), r.action.value, r.note)
+    console.print(table)
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """The declared topics and what they carry."""
+    settings = Settings()
+    table = Table("topic", "partitions", "retention", "max message", "cleanup", "purpose")
+    for t in TOPICS:
+        retention = "forever" if t.retention_ms < 0 else f"{t.retention_ms / 86_400_000:g} d"
+        table.add_row(
+            topic_name(settings, t.key),
+            str(t.partitions),
+            retention,
+            f"{t.max_message_bytes / 2**20:g} MiB",
+            t.cleanup_policy,
+            t.purpose,
+        )
+    console.print(table)
+
+
+# --- settings ------------------------------------------------------------------------------
+@app.command("settings")
+def settings_command(
+    markdown: Annotated[bool, typer.Option(help="Print the README's markdown table.")] = False,
+) -> None:
+    """Every setting: its environment variable, default and meaning."""
+    rows = settings_table()
+    if markdown:
+        typer.echo("| variable | default | meaning |\n|---|---|---|")
+        for var, default, doc in rows:
+            typer.echo(
+                f"| `{var}` | `{default}` | {doc} |" if default else f"| `{var}` | | {doc} |"
+            )
+        return
+    table = Table("variable", "default", "meaning")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)

@@ -1,0 +1,127 @@
+"""Every setting docstreams reads, in one place.
+
+All values come from environment variables prefixed ``DOCSTREAMS_`` (or a ``.env`` file in the
+working directory). The README's settings table is checked against this class by a test, so a
+setting cannot exist without being documented.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "DOCSTREAMS_"
+
+# Pinned versions of the local stack. Kafka 4.1 is the newest line whose log4j2 binding (2.24.3)
+# resolves with it from Maven Central; Weaviate v1.39.3 is the newest v1.39 tag whose whole module
+# graph the Go module proxy serves here (v1.39.4+ need github.com/weaviate/sroar >= v0.0.17,
+# which the proxy refuses).
+DEFAULT_KAFKA_VERSION = "4.1.2"
+DEFAULT_WEAVIATE_VERSION = "v1.39.3"
+
+# Ports chosen away from the usual 9092/8080/50051 so a developer's other services don't clash.
+DEFAULT_KAFKA_PORT = 39092
+DEFAULT_KAFKA_CONTROLLER_PORT = 39093
+DEFAULT_WEAVIATE_HTTP_PORT = 38080
+DEFAULT_WEAVIATE_GRPC_PORT = 38051
+DEFAULT_WEAVIATE_GOSSIP_PORT = 38946
+DEFAULT_WEAVIATE_DATA_PORT = 38947
+DEFAULT_WEAVIATE_RAFT_PORT = 38300
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseSettings):
+    """docstreams configuration. Field descriptions become the README's settings table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- local stack -----------------------------------------------------------------------
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "docstreams",
+        description="Where Kafka jars and the Weaviate binary are cached (outside the repo).",
+    )
+    state_dir: Path = Field(
+        default=Path.home() / ".local" / "state" / "docstreams",
+        description="Data, logs and pid files of the local stack.",
+    )
+    kafka_version: str = Field(
+        default=DEFAULT_KAFKA_VERSION, description="Apache Kafka version fetched from Maven."
+    )
+    kafka_port: Port = Field(default=DEFAULT_KAFKA_PORT, description="Local broker port.")
+    kafka_controller_port: Port = Field(
+        default=DEFAULT_KAFKA_CONTROLLER_PORT, description="Local KRaft controller port."
+    )
+    kafka_heap: str = Field(default="512m", description="Local broker JVM max heap (-Xmx).")
+    weaviate_version: str = Field(
+        default=DEFAULT_WEAVIATE_VERSION, description="Weaviate Go module tag built locally."
+    )
+    weaviate_gossip_port: Port = Field(
+        default=DEFAULT_WEAVIATE_GOSSIP_PORT, description="Local Weaviate memberlist port."
+    )
+    weaviate_data_port: Port = Field(
+        default=DEFAULT_WEAVIATE_DATA_PORT, description="Local Weaviate cluster data port."
+    )
+    weaviate_raft_port: Port = Field(
+        default=DEFAULT_WEAVIATE_RAFT_PORT,
+        le=65534,
+        description="Local Weaviate raft port; its raft RPC port is always this + 1.",
+    )
+    weaviate_memory_limit: str = Field(
+        default="1GiB", description="GOMEMLIMIT of the local Weaviate server."
+    )
+    stack_start_timeout_s: float = Field(
+        default=180.0, gt=0, description="How long `stack up` waits for each service."
+    )
+
+    # --- connections -----------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers; default: the local broker, 127.0.0.1:KAFKA_PORT.",
+    )
+    weaviate_host: str = Field(default="127.0.0.1", description="Weaviate HTTP/gRPC host.")
+    weaviate_http_port: Port = Field(
+        default=DEFAULT_WEAVIATE_HTTP_PORT, description="Weaviate HTTP port (local stack too)."
+    )
+    weaviate_grpc_port: Port = Field(
+        default=DEFAULT_WEAVIATE_GRPC_PORT, description="Weaviate gRPC port (local stack too)."
+    )
+    weaviate_api_key: SecretStr | None = Field(
+        default=None, description="Weaviate API key; unset means anonymous access."
+    )
+    topic_prefix: str = Field(
+        default="docs.",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prefix of every docstreams topic name (e.g. to share a cluster).",
+    )
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def weaviate_url(self) -> str:
+        return f"http://{self.weaviate_host}:{self.weaviate_http_port}"
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting, in declaration order."""
+    rows = []
+    for name, info in Settings.model_fields.items():
+        default = info.default
+        if isinstance(default, Path) and default.is_relative_to(Path.home()):
+            shown = "~/" + str(default.relative_to(Path.home()))
+        else:
+            shown = "" if default is None else str(default)
+        rows.append((env_name(name), shown, info.description or ""))
+    return rows

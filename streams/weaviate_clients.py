@@ -1,0 +1,24 @@
+"""Connecting to Weaviate the same way from every docstreams process."""
+
+from __future__ import annotations
+
+import weaviate
+from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+
+from streams.settings import Settings
+
+
+def connect_weaviate(settings: Settings) -> weaviate.WeaviateClient:
+    key = settings.weaviate_api_key
+    return weaviate.connect_to_custom(
+        http_host=settings.weaviate_host,
+        http_port=settings.weaviate_http_port,
+        http_secure=False,
+        grpc_host=settings.weaviate_host,
+        grpc_port=settings.weaviate_grpc_port,
+        grpc_secure=False,
+        auth_credentials=Auth.api_key(key.get_secret_value()) if key else None,
+        additional_config=AdditionalConfig(timeout=Timeout(init=10, query=30, insert=60)),
+        # Without it the client asks PyPI for its latest version on every connect.
+        skip_init_checks=True,
+    )

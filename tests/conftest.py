@@ -1,0 +1,38 @@
+"""Test fixtures: the real local stack (Kafka broker + Weaviate server) on free loopback ports.
+
+The session's stack lives in a temp state dir and is stopped at the end. Set
+DOCSTREAMS_TEST_REUSE_STACK=1 to run against an already running `docstreams stack up` instead
+(faster while iterating); its data is then left in place.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from streams.settings import Settings
+from streams.stack import Stack
+from tests.helpers import isolated_settings
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    if os.environ.get("DOCSTREAMS_TEST_REUSE_STACK") == "1":
+        yield Settings(topic_prefix=f"test-{uuid.uuid4().hex[:8]}.")
+        return
+    settings = isolated_settings(tmp_path_factory.mktemp("stack"))
+    stack = Stack(settings)
+    try:
+        stack.up()
+        yield settings
+    finally:
+        stack.down()
+
+
+@pytest.fixture
+def settings(stack_settings: Settings) -> Settings:
+    """The session stack's settings with a topic prefix of this test's own."""
+    return stack_settings.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}."})

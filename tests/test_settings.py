@@ -1,0 +1,54 @@
+"""Settings come from DOCSTREAMS_ variables, and every one of them is documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from streams.cli import app
+from streams.settings import Settings, settings_table
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_environment_variables_override_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCSTREAMS_KAFKA_PORT", "40001")
+    monkeypatch.setenv("DOCSTREAMS_WEAVIATE_API_KEY", "s3cret")
+    settings = Settings()
+    assert settings.kafka_port == 40001
+    assert settings.bootstrap_servers == "127.0.0.1:40001"
+    assert settings.weaviate_api_key is not None
+    assert "s3cret" not in repr(settings)  # secrets never print
+
+
+def test_explicit_bootstrap_servers_win_over_the_local_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCSTREAMS_KAFKA_BOOTSTRAP_SERVERS", "kafka-0:9092,kafka-1:9092")
+    assert Settings().bootstrap_servers == "kafka-0:9092,kafka-1:9092"
+
+
+def test_invalid_values_are_rejected_with_the_setting_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCSTREAMS_KAFKA_PORT", "70000")
+    with pytest.raises(ValidationError, match="kafka_port"):
+        Settings()
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = README.read_text()
+    missing = [var for var, _, _ in settings_table() if f"`{var}`" not in readme]
+    assert not missing, (
+        f"README settings table lacks {missing}: run `docstreams settings --markdown`"
+    )
+
+
+def test_settings_command_prints_a_markdown_row_per_setting() -> None:
+    result = CliRunner().invoke(app, ["settings", "--markdown"])
+    assert result.exit_code == 0
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| `DOCSTREAMS_")]
+    assert len(rows) == len(Settings.model_fields)
