@@ -114,6 +114,18 @@ def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
 
+def as_environment(settings: Settings) -> dict[str, str]:
+    """The environment variables that reproduce ``settings`` in a child process."""
+    env = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is not None:
+            env[env_name(name)] = str(value)
+    return env
+
+
 def settings_table() -> list[tuple[str, str, str]]:
     """(variable, default, description) for every setting, in declaration order."""
     rows = []

@@ -15,7 +15,7 @@ import pytest
 
 from streams.settings import Settings
 from streams.stack import Stack
-from tests.helpers import isolated_settings
+from streams.stack.ports import private_stack_settings
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     if os.environ.get("DOCSTREAMS_TEST_REUSE_STACK") == "1":
         yield Settings(topic_prefix=f"test-{uuid.uuid4().hex[:8]}.")
         return
-    settings = isolated_settings(tmp_path_factory.mktemp("stack"))
+    settings = private_stack_settings(tmp_path_factory.mktemp("stack"))
     stack = Stack(settings)
     try:
         stack.up()

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from streams.cli import app
-from streams.settings import Settings, settings_table
+from streams.settings import Settings, as_environment, settings_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -52,3 +52,12 @@ def test_settings_command_prints_a_markdown_row_per_setting() -> None:
     assert result.exit_code == 0
     rows = [line for line in result.stdout.splitlines() if line.startswith("| `DOCSTREAMS_")]
     assert len(rows) == len(Settings.model_fields)
+
+
+def test_as_environment_reproduces_settings_including_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = Settings(kafka_port=40123, topic_prefix="x.", weaviate_api_key="k-123")  # type: ignore[arg-type]
+    for var, value in as_environment(original).items():
+        monkeypatch.setenv(var, value)
+    assert Settings() == original

@@ -19,10 +19,10 @@ from weaviate.classes.query import Filter
 from streams.cli import EXIT_NOT_HEALTHY, app
 from streams.errors import StackError
 from streams.kafka_clients import admin_client, base_config
-from streams.settings import Settings
+from streams.settings import Settings, as_environment
 from streams.stack import Stack
+from streams.stack.ports import private_stack_settings
 from streams.weaviate_clients import connect_weaviate
-from tests.helpers import isolated_settings, settings_env
 
 pytestmark = pytest.mark.stack
 runner = CliRunner()
@@ -186,7 +186,7 @@ def test_weaviate_collection_with_self_provided_vectors_is_queried_back(
 def test_stack_status_json_reports_each_service_healthy_with_pid_and_ports(
     settings: Settings,
 ) -> None:
-    result = runner.invoke(app, ["stack", "status", "--json"], env=settings_env(settings))
+    result = runner.invoke(app, ["stack", "status", "--json"], env=as_environment(settings))
     assert result.exit_code == 0, result.output
     services = {s["name"]: s for s in orjson.loads(result.stdout)}
     assert set(services) == {"kafka", "weaviate"}
@@ -203,15 +203,15 @@ def test_stack_up_on_a_running_stack_starts_nothing(settings: Settings) -> None:
 
 
 def test_stack_check_command_round_trips_both_services(settings: Settings) -> None:
-    result = runner.invoke(app, ["stack", "check"], env=settings_env(settings))
+    result = runner.invoke(app, ["stack", "check"], env=as_environment(settings))
     assert result.exit_code == 0, result.output
     assert "read_committed saw committed-1, committed-2" in result.output
     assert "nearest to (0.1, 0.9, 0) is 'east'" in result.output
 
 
 def test_stack_down_and_up_again_keeps_data_and_reports_status(tmp_path: Path) -> None:
-    settings = isolated_settings(tmp_path / "state", topic_prefix="persist.")
-    env = settings_env(settings)
+    settings = private_stack_settings(tmp_path / "state", topic_prefix="persist.")
+    env = as_environment(settings)
     stack = Stack(settings)
     try:
         assert all(r.started for r in stack.up())
@@ -229,7 +229,7 @@ def test_stack_down_and_up_again_keeps_data_and_reports_status(tmp_path: Path) -
 
 
 def test_a_port_already_taken_is_refused_with_a_clear_message(tmp_path: Path) -> None:
-    settings = isolated_settings(tmp_path / "state")
+    settings = private_stack_settings(tmp_path / "state")
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", settings.kafka_port))
         squatter.listen()

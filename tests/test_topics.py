@@ -10,9 +10,8 @@ from typer.testing import CliRunner
 
 from streams.cli import app
 from streams.kafka_clients import admin_client
-from streams.settings import Settings
+from streams.settings import Settings, as_environment
 from streams.topics import TOPICS, TopicAction, create_topics, topic_name
-from tests.helpers import settings_env
 
 pytestmark = pytest.mark.stack
 
@@ -68,7 +67,7 @@ def test_create_restores_a_config_changed_by_hand(settings: Settings) -> None:
 
 
 def test_topics_create_command_twice_exits_zero_and_lists_every_topic(settings: Settings) -> None:
-    env = settings_env(settings)
+    env = as_environment(settings)
     outputs = [CliRunner().invoke(app, ["topics", "create"], env=env) for _ in range(2)]
     assert [o.exit_code for o in outputs] == [0, 0], [(o.output, o.exception) for o in outputs]
     for spec in TOPICS:

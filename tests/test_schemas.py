@@ -1,0 +1,76 @@
+"""Message schemas: valid requests pass, invalid ones are refused with the field named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.schemas import InvalidMessage, message_types, validate, validator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _submitted(**changes: Any) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "schema_version": 1,
+        "type": "DocumentSubmitted",
+        "tenant_id": "acme_legal-1",
+        "document_id": "case-42:exhibit.pdf",
+        "source": "https://files.example/exhibit.pdf",
+        "callback_url": "https://hooks.example/docstreams",
+        "metadata": {"case_id": "42"},
+        "submitted_at": "2026-11-23T10:00:00Z",
+    }
+    message.update(changes)
+    return {k: v for k, v in message.items() if v is not None}
+
+
+def test_a_complete_document_request_is_valid() -> None:
+    validate("DocumentSubmitted", _submitted())
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"tenant_id": "acme corp"}, "$.tenant_id"),
+        ({"tenant_id": "x" * 65}, "$.tenant_id"),
+        ({"document_id": "../../etc/passwd"}, "$.document_id"),
+        ({"schema_version": 2}, "$.schema_version"),
+        ({"submitted_at": "yesterday"}, "$.submitted_at"),
+        ({"callback_url": "ftp://hooks.example/x"}, "$.callback_url"),
+        ({"metadata": {"case id": "42"}}, "$.metadata"),
+        ({"signing_key": "secret"}, "signing_key"),  # secrets have no place in messages
+        ({"source": None}, "'source' is a required property"),
+    ],
+)
+def test_an_invalid_request_is_refused_naming_the_field(change: dict[str, Any], named: str) -> None:
+    with pytest.raises(InvalidMessage, match="DocumentSubmitted does not match") as caught:
+        validate("DocumentSubmitted", _submitted(**change))
+    assert named in str(caught.value)
+
+
+def test_every_schema_file_is_valid_and_versioned() -> None:
+    files = sorted((ROOT / "schemas").glob("*.schema.json"))
+    assert files and len(files) == len(message_types())
+    for title in message_types():
+        schema = validator(title).schema
+        assert isinstance(schema, dict)
+        assert schema["properties"]["schema_version"]["const"] >= 1
+        assert schema["additionalProperties"] is False
+
+
+def test_the_wheel_ships_the_schemas(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        check=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("docstreams-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "streams_schemas/document_submitted.schema.json" in names
+    assert "streams/stack/kafka.py" in names
