@@ -33,6 +33,8 @@ def cold_install_seconds(service: str) -> float:
             "GOPATH": f"{home}/go",
             "GOCACHE": f"{home}/.cache/go-build",
             "DOCSTREAMS_CACHE_DIR": f"{home}/.cache/docstreams",
+            # Maven finds its repository via the JVM's user.home (from passwd), not $HOME.
+            "MAVEN_OPTS": f"-Dmaven.repo.local={home}/.m2/repository",
         }
         code = (
             "from streams.settings import Settings; from streams.stack import Stack; "

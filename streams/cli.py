@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import orjson
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from streams.errors import DocstreamsError
 from streams.kafka_clients import admin_client
+from streams.schemas import export_schemas
 from streams.settings import Settings, settings_table
 from streams.stack import Stack
 from streams.stack.check import check_kafka_transactions, check_weaviate_vectors
@@ -32,6 +34,9 @@ topics_app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
+schemas_app = typer.Typer(help="JSON Schemas of the messages, generated from streams/messages.py.",
+                          no_args_is_help=True)  # fmt: skip
+app.add_typer(schemas_app, name="schemas")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -165,6 +170,16 @@ def topics_list() -> None:
             t.purpose,
         )
     console.print(table)
+
+
+# --- schemas -------------------------------------------------------------------------------
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Argument(help="Where to write them.")] = Path("schemas"),
+) -> None:
+    """Write one JSON Schema file per message type."""
+    for path in export_schemas(directory):
+        console.print(f"wrote {path}")
 
 
 # --- settings ------------------------------------------------------------------------------

@@ -15,4 +15,36 @@ class StackError(DocstreamsError):
     """A local stack service could not be installed, started or stopped."""
 
 
-__all__ = ["DocstreamsError", "MissingToolError", "StackError"]
+class PoisonInput(DocstreamsError):
+    """Input that can never be processed (corrupt, unsupported, refused): dead-letter it now."""
+
+
+class TransientError(DocstreamsError):
+    """A failure worth retrying (network, 5xx); dead-lettered once retries are exhausted."""
+
+
+class DownstreamUnavailable(DocstreamsError):
+    """A system the stage writes to is down or pushing back (Weaviate, a provider's rate limit).
+
+    Not the input's fault: the runner aborts the batch, pauses its partitions for
+    ``retry_after_s`` and tries again; the input is never dead-lettered for this.
+    """
+
+    def __init__(self, message: str, retry_after_s: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class FatalRunnerError(DocstreamsError):
+    """The process must exit (fenced by a newer instance, misconfiguration)."""
+
+
+__all__ = [
+    "DocstreamsError",
+    "DownstreamUnavailable",
+    "FatalRunnerError",
+    "MissingToolError",
+    "PoisonInput",
+    "StackError",
+    "TransientError",
+]

@@ -100,6 +100,34 @@ class Settings(BaseSettings):
         description="Prefix of every docstreams topic name (e.g. to share a cluster).",
     )
 
+    # --- stage runner ----------------------------------------------------------------------
+    batch_max_messages: int = Field(
+        default=16, ge=1, le=10_000, description="Most input records one transaction takes."
+    )
+    batch_max_wait_s: float = Field(
+        default=0.5, gt=0, description="How long a runner waits to fill a batch."
+    )
+    consumer_queue_kbytes: int = Field(
+        default=8192,
+        ge=1024,
+        description="librdkafka prefetch bound (queued.max.messages.kbytes): caps consumer memory.",
+    )
+    transaction_timeout_s: float = Field(
+        default=120.0, gt=0, le=900, description="Kafka transaction timeout; above any one batch."
+    )
+    stage_attempts: int = Field(
+        default=3, ge=1, le=20, description="Tries per input record before it is dead-lettered."
+    )
+    retry_backoff_s: float = Field(
+        default=0.5, ge=0, description="First retry delay; doubles per attempt, with jitter."
+    )
+    instance_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="Stable id of this replica (e.g. the pod name): enables static group "
+        "membership and a stable transactional.id; unset means host-pid.",
+    )
+
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"

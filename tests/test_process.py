@@ -23,8 +23,13 @@ def test_a_recycled_pid_is_not_taken_for_our_service(tmp_path: Path) -> None:
 def test_spawned_service_is_tracked_until_stopped(tmp_path: Path) -> None:
     pid_file, log = tmp_path / "svc.pid", tmp_path / "logs" / "svc.out"
     script = "import time; print('up', flush=True); time.sleep(60)"
-    pid = process.spawn([sys.executable, "-c", script], env=dict(os.environ), cwd=tmp_path,
-                        log_path=log, pid_path=pid_file)  # fmt: skip
+    pid = process.spawn(
+        [sys.executable, "-c", script],
+        env=dict(os.environ),
+        cwd=tmp_path,
+        log_path=log,
+        pid_path=pid_file,
+    )
     proc = process.running_process(pid_file)
     assert proc is not None and proc.pid == pid
     assert os.getsid(pid) != os.getsid(0)  # detached: Ctrl-C in our terminal won't reach it

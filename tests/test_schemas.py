@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from streams.schemas import InvalidMessage, message_types, validate, validator
+from streams.messages import WIRE_TYPES
+from streams.schemas import InvalidMessage, file_name, message_types, render, validate, validator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,11 +67,16 @@ def test_every_schema_file_is_valid_and_versioned() -> None:
 
 def test_the_wheel_ships_the_schemas(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-         "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
         check=True,
-    )  # fmt: skip
+    )
     (wheel,) = tmp_path.glob("docstreams-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "streams_schemas/document_submitted.schema.json" in names
     assert "streams/stack/kafka.py" in names
+
+
+def test_schema_files_are_the_ones_generated_from_the_models() -> None:
+    for model in WIRE_TYPES:
+        path = ROOT / "schemas" / file_name(model.__name__)
+        assert path.read_bytes() == render(model), f"{path.name} is stale: run scripts/sync-docs"

@@ -108,9 +108,14 @@ def test_offsets_sent_to_a_transaction_commit_only_with_it(settings: Settings) -
 
     group = f"g-{uuid.uuid4().hex[:8]}"
     consumer = Consumer(
-        {**base_config(settings), "group.id": group, "enable.auto.commit": False,
-         "auto.offset.reset": "earliest", "isolation.level": "read_committed"}
-    )  # fmt: skip
+        {
+            **base_config(settings),
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
     consumer.assign([TopicPartition(source, 0, 0)])
     producer = Producer({**base_config(settings), "transactional.id": f"t-{uuid.uuid4()}"})
     producer.init_transactions(30)
@@ -159,13 +164,22 @@ def test_weaviate_collection_with_self_provided_vectors_is_queried_back(
         try:
             ids = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"doc/{i}")) for i in range(3)]
             objects = [
-                DataObject(properties={"text": "kafka", "document_id": "d1"}, vector=[1.0, 0.0],
-                           uuid=ids[0]),
-                DataObject(properties={"text": "weaviate", "document_id": "d1"}, vector=[0.0, 1.0],
-                           uuid=ids[1]),
-                DataObject(properties={"text": "other", "document_id": "d2"}, vector=[0.7, 0.7],
-                           uuid=ids[2]),
-            ]  # fmt: skip
+                DataObject(
+                    properties={"text": "kafka", "document_id": "d1"},
+                    vector=[1.0, 0.0],
+                    uuid=ids[0],
+                ),
+                DataObject(
+                    properties={"text": "weaviate", "document_id": "d1"},
+                    vector=[0.0, 1.0],
+                    uuid=ids[1],
+                ),
+                DataObject(
+                    properties={"text": "other", "document_id": "d2"},
+                    vector=[0.7, 0.7],
+                    uuid=ids[2],
+                ),
+            ]
             assert not collection.data.insert_many(objects).has_errors
             # Re-putting the same ids replaces, never duplicates: the index stage relies on it.
             assert not collection.data.insert_many(objects).has_errors

@@ -47,10 +47,12 @@ def test_create_restores_a_config_changed_by_hand(settings: Settings) -> None:
     create_topics(admin, settings)
     pages = topic_name(settings, "pages")
     drifted = ConfigResource(
-        ResourceType.TOPIC, pages,
-        incremental_configs=[ConfigEntry("retention.ms", "1000",
-                                         incremental_operation=AlterConfigOpType.SET)],
-    )  # fmt: skip
+        ResourceType.TOPIC,
+        pages,
+        incremental_configs=[
+            ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
     admin.incremental_alter_configs([drifted])[drifted].result(timeout=15)
     # The controller applies the change; the broker's view follows a moment later.
     deadline = time.monotonic() + 30

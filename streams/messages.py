@@ -1,0 +1,282 @@
+"""Every message docstreams puts on Kafka, as frozen pydantic models.
+
+These models are the source of truth; `schemas/*.schema.json` are generated from them
+(`docstreams schemas export`) and a test keeps the files in step. On the wire a message is the
+orjson encoding of ``model_dump(mode="json")``; vectors travel as base64 little-endian float32.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from streams.errors import DocstreamsError
+
+SCHEMA_VERSION = 1
+
+TenantId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# Never used as a path: the blob store keys files by sha256.
+DocumentId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")]
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+_METADATA_KEY = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+# Caller's labels (e.g. case id) copied onto every chunk; bounded so they cannot bloat messages.
+Metadata = Annotated[
+    dict[Annotated[str, Field(pattern=_METADATA_KEY)], Annotated[str, Field(max_length=1024)]],
+    Field(max_length=32, json_schema_extra={"additionalProperties": False}),
+]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class InvalidWireMessage(DocstreamsError):
+    """Bytes on a topic that are not a valid message of the expected type."""
+
+
+def _require_envelope(schema: dict[str, Any]) -> None:
+    # Defaults make these optional for pydantic, but every producer must send them.
+    schema["required"] = ["schema_version", "type", *schema.get("required", [])]
+
+
+class Message(BaseModel):
+    """Base of every Kafka message: versioned, strict (unknown fields are refused), immutable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_require_envelope)
+    topic_key: ClassVar[str]  # which declared topic carries it (streams/topics.py)
+
+    schema_version: Literal[1] = 1
+
+    def kafka_key(self) -> bytes:
+        raise NotImplementedError
+
+    def to_wire(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+    @classmethod
+    def from_wire(cls, value: bytes | None) -> Any:
+        if value is None:
+            raise InvalidWireMessage(f"empty record where a {cls.__name__} was expected")
+        try:
+            return cls.model_validate(orjson.loads(value))
+        except orjson.JSONDecodeError as exc:
+            raise InvalidWireMessage(f"not JSON: {exc}") from None
+        except ValueError as exc:  # pydantic.ValidationError
+            raise InvalidWireMessage(f"not a valid {cls.__name__}: {exc}") from None
+
+
+class DocumentMessage(Message):
+    """A message about one document: keyed by document_id so its events stay in order."""
+
+    tenant_id: TenantId
+    document_id: DocumentId
+
+    def kafka_key(self) -> bytes:
+        return f"{self.tenant_id}/{self.document_id}".encode()
+
+
+class WindowMessage(DocumentMessage):
+    """A message about one window of one version: keyed to spread windows over partitions."""
+
+    version: Sha256Hex
+    window: int = Field(ge=0)
+    window_count: int = Field(ge=1)
+
+    def kafka_key(self) -> bytes:
+        return f"{self.tenant_id}/{self.document_id}:{self.window}".encode()
+
+
+# --- ingest --------------------------------------------------------------------------------
+class DocumentSubmitted(DocumentMessage):
+    """A request to ingest one document. Secrets never travel here: callback signing keys are
+    looked up by tenant_id in configuration."""
+
+    topic_key: ClassVar[str] = "ingest"
+    type: Literal["DocumentSubmitted"] = "DocumentSubmitted"
+    source: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="An http(s) URL, or a local path / file URL when local sources are enabled.",
+    )
+    filename: str | None = Field(default=None, max_length=512)
+    content_type: str | None = Field(
+        default=None, max_length=255, description="A hint only: the type is sniffed from bytes."
+    )
+    callback_url: str | None = Field(default=None, pattern=r"^https?://", max_length=4096)
+    pages_per_window: int | None = Field(default=None, ge=1, le=1000)
+    metadata: Metadata = Field(default_factory=dict)
+    submitted_at: datetime = Field(default_factory=utc_now)
+    request_id: str | None = Field(default=None, max_length=128)
+
+
+# --- work messages -------------------------------------------------------------------------
+class ExtractTask(WindowMessage):
+    topic_key: ClassVar[str] = "extract-tasks"
+    type: Literal["ExtractTask"] = "ExtractTask"
+    blob: str = Field(description="Blob store key of the downloaded content.")
+    content_type: str
+    page_start: int = Field(ge=1, description="First page of the window, 1-based.")
+    page_end: int = Field(ge=1, description="Last page of the window, inclusive.")
+    filename: str | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class Page(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    number: int = Field(ge=1)
+    text: str
+    error: str | None = Field(default=None, description="Why this page has no text, if it failed.")
+
+
+class PageBatch(WindowMessage):
+    topic_key: ClassVar[str] = "pages"
+    type: Literal["PageBatch"] = "PageBatch"
+    pages: list[Page]
+    filename: str | None = None
+    content_type: str
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class Chunk(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: str = Field(description="uuid5(tenant/document/version/window/index): the Weaviate id.")
+    index: int = Field(ge=0, description="Position within the window.")
+    text: str = Field(min_length=1)
+    page_start: int = Field(ge=1)
+    page_end: int = Field(ge=1)
+    tokens: int = Field(ge=1)
+
+
+class ChunkBatch(WindowMessage):
+    topic_key: ClassVar[str] = "chunks"
+    type: Literal["ChunkBatch"] = "ChunkBatch"
+    chunks: list[Chunk]
+    filename: str | None = None
+    content_type: str
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class EmbeddedChunk(Chunk):
+    vector: str = Field(description="base64 of little-endian float32 values.")
+
+    def vector_values(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+        return decode_vector(self.vector)
+
+
+class VectorBatch(WindowMessage):
+    topic_key: ClassVar[str] = "vectors"
+    type: Literal["VectorBatch"] = "VectorBatch"
+    model: str
+    dimensions: int = Field(ge=1)
+    chunks: list[EmbeddedChunk]
+    filename: str | None = None
+    content_type: str
+    metadata: Metadata = Field(default_factory=dict)
+
+
+def encode_vector(values: Any) -> str:
+    return base64.b64encode(np.asarray(values, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode_vector(encoded: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+    return np.frombuffer(base64.b64decode(encoded), dtype="<f4")
+
+
+# --- events (docs.events, folded by the tracker) -------------------------------------------
+class StageEvent(DocumentMessage):
+    topic_key: ClassVar[str] = "events"
+    stage: str
+    at: datetime = Field(default_factory=utc_now)
+
+
+class DocumentPlanned(StageEvent):
+    type: Literal["DocumentPlanned"] = "DocumentPlanned"
+    version: Sha256Hex
+    window_count: int = Field(ge=0)
+    pages: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    content_type: str
+
+
+class WindowDone(StageEvent):
+    """A stage finished one window of one version (one subclass per stage)."""
+
+    version: Sha256Hex
+    window: int = Field(ge=0)
+    window_count: int = Field(ge=1)
+    items: int = Field(ge=0, description="Pages, chunks or vectors this stage produced.")
+
+
+class WindowExtracted(WindowDone):
+    type: Literal["WindowExtracted"] = "WindowExtracted"
+    stage: Literal["extract"] = "extract"
+    failed_pages: int = Field(default=0, ge=0)
+
+
+class WindowChunked(WindowDone):
+    type: Literal["WindowChunked"] = "WindowChunked"
+    stage: Literal["chunk"] = "chunk"
+
+
+class WindowEmbedded(WindowDone):
+    type: Literal["WindowEmbedded"] = "WindowEmbedded"
+    stage: Literal["embed"] = "embed"
+    tokens: int = Field(default=0, ge=0, description="Embedding tokens paid to the provider.")
+    cached: int = Field(default=0, ge=0, description="Vectors served from the cache.")
+
+
+class WindowIndexed(WindowDone):
+    type: Literal["WindowIndexed"] = "WindowIndexed"
+    stage: Literal["index"] = "index"
+
+
+class DocumentFailed(StageEvent):
+    type: Literal["DocumentFailed"] = "DocumentFailed"
+    reason: str
+    error_class: str
+    version: Sha256Hex | None = None
+    window: int | None = None
+
+
+# --- dead letters --------------------------------------------------------------------------
+class DeadLetter(Message):
+    """Input a stage could not process, with why, and the original record to replay."""
+
+    topic_key: ClassVar[str] = "dlq"
+    type: Literal["DeadLetter"] = "DeadLetter"
+    stage: str
+    reason: str
+    error_class: str
+    attempts: int = Field(ge=1)
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    tenant_id: str | None = None
+    document_id: str | None = None
+    original_key: str | None = Field(default=None, description="base64 of the record key")
+    original_value: str | None = Field(default=None, description="base64 of the record value")
+    failed_at: datetime = Field(default_factory=utc_now)
+
+    def kafka_key(self) -> bytes:
+        return f"{self.tenant_id}/{self.document_id}".encode() if self.document_id else b""
+
+
+WIRE_TYPES: tuple[type[Message], ...] = (
+    DocumentSubmitted,
+    ExtractTask,
+    PageBatch,
+    ChunkBatch,
+    VectorBatch,
+    DocumentPlanned,
+    WindowExtracted,
+    WindowChunked,
+    WindowEmbedded,
+    WindowIndexed,
+    DocumentFailed,
+    DeadLetter,
+)

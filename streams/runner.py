@@ -1,0 +1,341 @@
+"""The runner: the only code in docstreams that touches Kafka offsets.
+
+A stage is a plain function ``handle(message) -> messages``. The runner feeds it records in bounded
+batches and makes each batch one Kafka transaction: every output message, every dead letter and
+the input offsets commit together or not at all (KIP-447: one transactional producer per process,
+fenced through the consumer group metadata). A crash therefore redoes at most the batch in
+flight, and read_committed consumers downstream never see its half-written outputs.
+
+Errors are data, classified here and nowhere else:
+  - bad bytes or PoisonInput            -> DeadLetter + DocumentFailed, in the same transaction
+  - any other exception                 -> retried with backoff, then dead-lettered
+  - DownstreamUnavailable               -> abort, rewind, pause the partitions, try again later
+  - abortable Kafka transaction errors  -> abort, rewind, go on
+  - fatal Kafka errors (fenced, ...)    -> FatalRunnerError: the process exits
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from pydantic import ValidationError
+
+from streams import metrics
+from streams.errors import DownstreamUnavailable, FatalRunnerError, PoisonInput
+from streams.kafka_clients import base_config
+from streams.messages import DeadLetter, DocumentFailed, InvalidWireMessage
+from streams.messages import Message as WireMessage
+from streams.settings import Settings
+from streams.topics import TOPICS, topic_name
+
+log = logging.getLogger(__name__)
+
+In = TypeVar("In", bound=WireMessage)
+
+# Room for the record envelope on top of a topic's max.message.bytes.
+_ENVELOPE_BYTES = 1024
+_MAX_RETRY_SLEEP_S = 30.0
+_KAFKA_CALL_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Stage(Generic[In]):
+    """A stage app: its name, the message type it consumes, and its pure handler."""
+
+    name: str
+    input: type[In]
+    handle: Callable[[In], Iterable[WireMessage]]
+
+
+@dataclass
+class _Batch:
+    records: list[Message]
+    first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for record in self.records:
+            tp = (record.topic() or "", record.partition() or 0)
+            offset = record.offset() or 0
+            self.first_offsets.setdefault(tp, offset)
+            self.next_offsets[tp] = offset + 1
+
+
+class Runner(Generic[In]):
+    def __init__(self, stage: Stage[In], settings: Settings) -> None:
+        self.stage = stage
+        self.settings = settings
+        self.input_topic = topic_name(settings, stage.input.topic_key)
+        self.group_id = f"{settings.topic_prefix}{stage.name}"
+        instance = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.transactional_id = f"{self.group_id}-{instance}"
+        self._limits = {
+            topic_name(settings, t.key): t.max_message_bytes - _ENVELOPE_BYTES for t in TOPICS
+        }
+        self._stop = threading.Event()
+        self._paused_until = 0.0
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Finish the batch in flight, commit it, leave the group. Safe from signal handlers."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def run(self) -> None:
+        with ExitStack() as resources:
+            self.consumer = Consumer(self._consumer_config())
+            resources.callback(self.consumer.close)  # leaves the group: a fast rebalance
+            self.producer = Producer(self._producer_config())
+            resources.callback(self.producer.flush, 10)
+            self.producer.init_transactions(self.settings.transaction_timeout_s)
+            self.consumer.subscribe(
+                [self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+            )
+            log.info("%s: consuming %s as %s", self.stage.name, self.input_topic, self.group_id)
+            while not self._stop.is_set():
+                self._resume_if_due()
+                records = self.consumer.consume(
+                    self.settings.batch_max_messages, self.settings.batch_max_wait_s
+                )
+                batch = _Batch([r for r in records if self._usable(r)])
+                if batch.records:
+                    self._process(batch)
+
+    # --- one batch = one transaction --------------------------------------------------------
+    def _process(self, batch: _Batch) -> None:
+        started = time.monotonic()
+        self._kafka_call(self.producer.begin_transaction)
+        try:
+            for record in batch.records:
+                for topic, key, value in self._outputs(record):
+                    self._produce(topic, key, value)
+        except DownstreamUnavailable as exc:
+            self._abort_and_rewind(batch, f"downstream unavailable: {exc}")
+            self._pause(exc.retry_after_s)
+            return
+        except BaseException:
+            self._abort_and_rewind(batch, "unexpected error")
+            raise
+        self._commit(batch)
+        metrics.BATCH_SECONDS.labels(self.stage.name).observe(time.monotonic() - started)
+
+    def _commit(self, batch: _Batch) -> None:
+        """1. offsets into the transaction  2. commit (flushes outputs)  3. on abortable errors:
+        abort, rewind, and let the batch be consumed again."""
+        offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()]
+        try:
+            self._kafka_call(
+                self.producer.send_offsets_to_transaction,
+                offsets,
+                self.consumer.consumer_group_metadata(),
+                self.settings.transaction_timeout_s,
+            )
+            self._kafka_call(self.producer.commit_transaction, self.settings.transaction_timeout_s)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.txn_requires_abort():
+                self._abort_and_rewind(batch, str(error))
+                return
+            raise FatalRunnerError(f"{self.stage.name}: commit failed: {error}") from exc
+        metrics.TRANSACTIONS.labels(self.stage.name, "committed").inc()
+
+    def _abort_and_rewind(self, batch: _Batch, why: str) -> None:
+        log.warning("%s: aborting a batch of %d: %s", self.stage.name, len(batch.records), why)
+        try:
+            self._kafka_call(self.producer.abort_transaction, self.settings.transaction_timeout_s)
+        except KafkaException as exc:
+            raise FatalRunnerError(f"{self.stage.name}: abort failed: {exc}") from exc
+        metrics.TRANSACTIONS.labels(self.stage.name, "aborted").inc()
+        for (topic, partition), offset in batch.first_offsets.items():
+            # Revoked meanwhile: its new owner starts from the committed offset anyway.
+            with contextlib.suppress(KafkaException):
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    # --- one record -------------------------------------------------------------------------
+    def _outputs(self, record: Message) -> list[tuple[str, bytes, bytes]]:
+        """The records to produce for one input: its outputs, or its dead letter."""
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                message = self.stage.input.from_wire(record.value())
+                outputs = [self._encode(m) for m in self.stage.handle(message)]
+                metrics.RECORDS.labels(self.stage.name, "ok").inc()
+                return outputs
+            except DownstreamUnavailable:
+                raise
+            except (InvalidWireMessage, PoisonInput) as exc:
+                return self._dead_letter(record, exc, attempts)
+            except Exception as exc:
+                if attempts >= self.settings.stage_attempts:
+                    return self._dead_letter(record, exc, attempts)
+                metrics.RECORDS.labels(self.stage.name, "retried").inc()
+                delay = self.settings.retry_backoff_s * 2 ** (attempts - 1)
+                log.warning("%s: attempt %d failed (%r), retrying", self.stage.name, attempts, exc)
+                time.sleep(min(delay * random.uniform(0.5, 1.5), _MAX_RETRY_SLEEP_S))  # noqa: S311
+
+    def _encode(self, message: WireMessage) -> tuple[str, bytes, bytes]:
+        topic = topic_name(self.settings, message.topic_key)
+        value = message.to_wire()
+        if len(value) > self._limits[topic]:
+            # Producing it would fail the whole transaction on every replay: refuse the input.
+            raise PoisonInput(
+                f"output {type(message).__name__} is {len(value)} bytes, over {topic}'s limit"
+            )
+        return topic, message.kafka_key(), value
+
+    def _dead_letter(
+        self, record: Message, exc: BaseException, attempts: int
+    ) -> list[tuple[str, bytes, bytes]]:
+        reason = str(exc) or type(exc).__name__
+        ids = _identity(record.value())
+        log.error("%s: dead-lettering %s:%s@%s: %s", self.stage.name, record.topic(),
+                  record.partition(), record.offset(), reason)  # fmt: skip
+        letter = DeadLetter(
+            stage=self.stage.name,
+            reason=reason[:4000],
+            error_class=type(exc).__name__,
+            attempts=attempts,
+            source_topic=record.topic() or "",
+            source_partition=record.partition() or 0,
+            source_offset=record.offset() or 0,
+            tenant_id=ids.get("tenant_id"),
+            document_id=ids.get("document_id"),
+            original_key=_b64(record.key()),
+            original_value=_b64(record.value()),
+        )
+        outputs = [self._encode(letter)]
+        try:
+            failed = DocumentFailed(
+                tenant_id=ids.get("tenant_id", ""),
+                document_id=ids.get("document_id", ""),
+                stage=self.stage.name,
+                reason=reason[:4000],
+                error_class=type(exc).__name__,
+                version=ids.get("version"),
+                window=ids.get("window"),
+            )
+            outputs.append(self._encode(failed))
+        except ValidationError:
+            pass  # no valid document identity in the record: the dead letter alone tells
+        metrics.RECORDS.labels(self.stage.name, "dead_lettered").inc()
+        return outputs
+
+    # --- Kafka plumbing ---------------------------------------------------------------------
+    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=key)
+                self.producer.poll(0)
+                return
+            except BufferError:  # local queue full: let librdkafka drain it
+                self.producer.poll(0.1)
+
+    def _kafka_call(self, call: Callable[..., Any], *args: Any) -> Any:
+        """Retry retriable errors a few times; anything else propagates for classification."""
+        for attempt in range(1, _KAFKA_CALL_ATTEMPTS + 1):
+            try:
+                return call(*args)
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.fatal():
+                    raise FatalRunnerError(f"{self.stage.name}: {error}") from exc
+                if not error.retriable() or attempt == _KAFKA_CALL_ATTEMPTS:
+                    raise
+                time.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
+
+    def _usable(self, record: Message) -> bool:
+        error = record.error()
+        if error is None:
+            return True
+        if error.fatal():
+            raise FatalRunnerError(f"{self.stage.name}: consumer error: {error}")
+        log.warning("%s: consumer error: %s", self.stage.name, error)
+        return False
+
+    def _pause(self, seconds: float) -> None:
+        assignment = self.consumer.assignment()
+        if assignment:
+            self.consumer.pause(assignment)
+        self._paused_until = time.monotonic() + seconds
+        metrics.PAUSED.labels(self.stage.name).set(1)
+
+    def _resume_if_due(self) -> None:
+        if self._paused_until and time.monotonic() >= self._paused_until:
+            self.consumer.resume(self.consumer.assignment())
+            self._paused_until = 0.0
+            metrics.PAUSED.labels(self.stage.name).set(0)
+
+    def _on_assign(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+        log.info("%s: assigned %s", self.stage.name, [p.partition for p in partitions])
+        if self._paused_until:
+            consumer.pause(list(partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+        # Every batch is committed or aborted before the next poll, so nothing is in flight.
+        log.info("%s: revoked %s", self.stage.name, [p.partition for p in partitions])
+
+    def _consumer_config(self) -> dict[str, Any]:
+        config = {
+            **base_config(self.settings),
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            # Bounded prefetch keeps memory flat whatever the lag.
+            "queued.max.messages.kbytes": self.settings.consumer_queue_kbytes,
+            "queued.min.messages": self.settings.batch_max_messages,
+            "max.poll.interval.ms": int(self.settings.transaction_timeout_s * 1000) * 3,
+        }
+        if self.settings.instance_id:
+            config["group.instance.id"] = self.settings.instance_id  # static membership
+        return config
+
+    def _producer_config(self) -> dict[str, Any]:
+        return {
+            **base_config(self.settings),
+            "transactional.id": self.transactional_id,
+            "transaction.timeout.ms": int(self.settings.transaction_timeout_s * 1000),
+            "message.max.bytes": max(self._limits.values()) + _ENVELOPE_BYTES,
+            "compression.type": "zstd",  # text compresses well; the broker stores it as is
+            "linger.ms": 5,
+        }
+
+
+def _identity(value: bytes | None) -> dict[str, Any]:
+    """tenant/document/version/window of a record, as far as its bytes allow (for DLQ/events)."""
+    try:
+        data = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    ids: dict[str, Any] = {}
+    for key, kind in (("tenant_id", str), ("document_id", str), ("version", str), ("window", int)):
+        if isinstance(data.get(key), kind):
+            ids[key] = data[key]
+    return ids
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")

@@ -1,0 +1,53 @@
+"""A stage app for runner tests, run in a child process so tests can SIGKILL it.
+
+Its stage turns each PageBatch into a ChunkBatch with one chunk per page. With
+RUNNER_APP_BLOCK_ON=<document_id> it blocks (after touching RUNNER_APP_BLOCKED_FILE) when it
+meets that document, so the test can kill it in the middle of an open transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+from streams.messages import Chunk, ChunkBatch, PageBatch
+from streams.runner import Runner, Stage
+from streams.settings import Settings
+
+
+def one_chunk_per_page(batch: PageBatch) -> list[ChunkBatch]:
+    if batch.document_id == os.environ.get("RUNNER_APP_BLOCK_ON"):
+        Path(os.environ["RUNNER_APP_BLOCKED_FILE"]).touch()
+        time.sleep(600)
+    chunks = [
+        Chunk(
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{batch.document_id}/{page.number}")),
+            index=i,
+            text=page.text,
+            page_start=page.number,
+            page_end=page.number,
+            tokens=1,
+        )
+        for i, page in enumerate(batch.pages)
+    ]
+    return [
+        ChunkBatch(
+            tenant_id=batch.tenant_id,
+            document_id=batch.document_id,
+            version=batch.version,
+            window=batch.window,
+            window_count=batch.window_count,
+            chunks=chunks,
+            content_type=batch.content_type,
+        )
+    ]
+
+
+STAGE = Stage(name="test-chunk", input=PageBatch, handle=one_chunk_per_page)
+
+if __name__ == "__main__":
+    runner = Runner(STAGE, Settings())
+    runner.install_signal_handlers()
+    runner.run()

@@ -1,0 +1,214 @@
+"""The runner on the real broker: exactly-once batches, dead letters, back-pressure, SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from streams.errors import DownstreamUnavailable, PoisonInput
+from streams.kafka_clients import admin_client, base_config
+from streams.messages import ChunkBatch, DeadLetter, DocumentFailed, Message, Page, PageBatch
+from streams.runner import Runner, Stage
+from streams.settings import Settings, as_environment
+from streams.topics import create_topics, topic_name
+from tests.runner_app import STAGE, one_chunk_per_page
+
+pytestmark = pytest.mark.stack
+ROOT = Path(__file__).resolve().parents[1]
+VERSION = "0f" * 32
+
+
+@pytest.fixture
+def topics(settings: Settings) -> Settings:
+    create_topics(admin_client(settings), settings)
+    return settings.model_copy(update={"retry_backoff_s": 0.05, "batch_max_messages": 8})
+
+
+def _page_batch(doc: str, window: int = 0) -> PageBatch:
+    return PageBatch(tenant_id="t1", document_id=doc, version=VERSION, window=window,
+                     window_count=1, pages=[Page(number=1, text=f"text of {doc}")],
+                     content_type="application/pdf")  # fmt: skip
+
+
+def _publish(settings: Settings, records: Iterable[bytes | Message]) -> None:
+    producer = Producer(base_config(settings))
+    for record in records:
+        value = record.to_wire() if isinstance(record, Message) else record
+        producer.produce(topic_name(settings, "pages"), value=value, key=b"k")
+    assert producer.flush(30) == 0
+
+
+def _read(settings: Settings, key: str, isolation: str = "read_committed") -> list[bytes]:
+    """Everything on a topic right now (all partitions)."""
+    topic = topic_name(settings, key)
+    consumer = Consumer({**base_config(settings), "group.id": f"r-{uuid.uuid4().hex[:8]}",
+                         "isolation.level": isolation, "enable.auto.commit": False,
+                         "enable.partition.eof": True})  # fmt: skip
+    partitions = admin_client(settings).list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    values: list[bytes] = []
+    at_end: set[int] = set()
+    deadline = time.monotonic() + 30
+    while len(at_end) < len(partitions) and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error() is not None:
+            at_end.add(msg.partition() or 0)
+        elif (value := msg.value()) is not None:
+            values.append(value)
+    consumer.close()
+    return values
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.3)
+
+
+@contextmanager
+def _running(stage: Stage[PageBatch], settings: Settings) -> Iterator[Runner[PageBatch]]:
+    runner = Runner(stage, settings)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        thread.join(60)
+        assert not thread.is_alive(), "runner did not stop"
+
+
+def _chunk_docs(settings: Settings, isolation: str = "read_committed") -> list[str]:
+    return [ChunkBatch.from_wire(v).document_id for v in _read(settings, "chunks", isolation)]
+
+
+def test_every_input_yields_its_outputs_exactly_once(topics: Settings) -> None:
+    docs = [f"doc-{i}" for i in range(40)]
+    _publish(topics, [_page_batch(d) for d in docs])
+    with _running(STAGE, topics):
+        _wait_for(lambda: len(_chunk_docs(topics)) >= len(docs))
+    assert sorted(_chunk_docs(topics)) == sorted(docs)
+    # The checkpoint moved with the outputs: a restarted runner finds nothing left to do.
+    with _running(STAGE, topics):
+        time.sleep(3)
+    assert sorted(_chunk_docs(topics)) == sorted(docs)
+
+
+def test_poison_input_is_dead_lettered_and_the_partition_keeps_flowing(topics: Settings) -> None:
+    def refuse_doc_b(batch: PageBatch) -> list[ChunkBatch]:
+        if batch.document_id == "doc-b":
+            raise PoisonInput("doc-b is encrypted")
+        return one_chunk_per_page(batch)
+
+    _publish(topics, [_page_batch("doc-a"), b"{not json", b'{"type": "PageBatch"}',
+                      _page_batch("doc-b"), _page_batch("doc-c")])  # fmt: skip
+    with _running(Stage("test-chunk", PageBatch, refuse_doc_b), topics):
+        _wait_for(lambda: len(_read(topics, "dlq")) >= 3 and len(_chunk_docs(topics)) >= 2)
+
+    assert sorted(_chunk_docs(topics)) == ["doc-a", "doc-c"]
+    letters = sorted(
+        (DeadLetter.from_wire(v) for v in _read(topics, "dlq")), key=lambda d: d.source_offset
+    )
+    assert [(d.stage, d.error_class) for d in letters] == [
+        ("test-chunk", "InvalidWireMessage"),
+        ("test-chunk", "InvalidWireMessage"),
+        ("test-chunk", "PoisonInput"),
+    ]
+    assert "not JSON" in letters[0].reason
+    assert "pages" in letters[1].reason  # names the missing field
+    assert letters[2].reason == "doc-b is encrypted" and letters[2].document_id == "doc-b"
+    assert letters[2].original_value is not None and letters[2].source_topic.endswith("pages")
+    failed = [DocumentFailed.from_wire(v) for v in _read(topics, "events")]
+    assert [(f.document_id, f.stage, f.reason) for f in failed] == [
+        ("doc-b", "test-chunk", "doc-b is encrypted")
+    ]
+
+
+def test_a_failing_input_is_retried_then_dead_lettered_with_its_attempts(
+    topics: Settings,
+) -> None:
+    calls: dict[str, int] = {}
+
+    def flaky(batch: PageBatch) -> list[ChunkBatch]:
+        calls[batch.document_id] = calls.get(batch.document_id, 0) + 1
+        if batch.document_id == "always-bad" or calls[batch.document_id] == 1:
+            raise ConnectionError(f"boom {calls[batch.document_id]}")
+        return one_chunk_per_page(batch)
+
+    _publish(topics, [_page_batch("flaky-once"), _page_batch("always-bad")])
+    with _running(Stage("test-chunk", PageBatch, flaky), topics):
+        _wait_for(lambda: len(_read(topics, "dlq")) >= 1 and len(_chunk_docs(topics)) >= 1)
+
+    assert _chunk_docs(topics) == ["flaky-once"]
+    (letter,) = [DeadLetter.from_wire(v) for v in _read(topics, "dlq")]
+    assert (letter.document_id, letter.attempts) == ("always-bad", topics.stage_attempts)
+    assert letter.error_class == "ConnectionError" and letter.reason == "boom 3"
+
+
+def test_downstream_unavailable_pauses_and_retries_without_dead_lettering(
+    topics: Settings,
+) -> None:
+    calls = {"n": 0}
+
+    def weaviate_down_twice(batch: PageBatch) -> list[ChunkBatch]:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise DownstreamUnavailable("weaviate: connection refused", retry_after_s=0.5)
+        return one_chunk_per_page(batch)
+
+    _publish(topics, [_page_batch("d1"), _page_batch("d2")])
+    with _running(Stage("test-chunk", PageBatch, weaviate_down_twice), topics):
+        _wait_for(lambda: len(_chunk_docs(topics)) >= 2)
+    assert sorted(_chunk_docs(topics)) == ["d1", "d2"]
+    assert _read(topics, "dlq") == []
+    assert calls["n"] >= 4  # two refused attempts, then each input once
+
+
+def test_sigkill_in_the_middle_of_a_transaction_leaves_no_duplicates(
+    topics: Settings, tmp_path: Path
+) -> None:
+    settings = topics.model_copy(
+        update={"instance_id": "test-chunk-0", "batch_max_messages": 20, "batch_max_wait_s": 2.0}
+    )
+    docs = [f"doc-{i:02d}" for i in range(20)]
+    _publish(settings, [_page_batch(d) for d in docs])
+    blocked = tmp_path / "blocked"
+    env = {**os.environ, **as_environment(settings), "RUNNER_APP_BLOCK_ON": "doc-15",
+           "RUNNER_APP_BLOCKED_FILE": str(blocked)}  # fmt: skip
+    app = [sys.executable, "-m", "tests.runner_app"]
+    child = subprocess.Popen(app, env=env, cwd=ROOT)
+    try:
+        _wait_for(blocked.exists, timeout_s=90)
+        time.sleep(1)  # outputs of the records before doc-15 reach the broker, uncommitted
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        child.kill()
+    uncommitted = _chunk_docs(settings, "read_uncommitted")
+    assert len(uncommitted) >= 1, "the kill did not happen inside an open transaction"
+    assert _chunk_docs(settings) == []
+
+    env.pop("RUNNER_APP_BLOCK_ON")
+    child = subprocess.Popen(app, env=env, cwd=ROOT)
+    try:
+        _wait_for(lambda: len(_chunk_docs(settings)) >= len(docs), timeout_s=120)
+        child.send_signal(signal.SIGTERM)  # graceful: finishes its batch, leaves the group
+        assert child.wait(60) == 0
+    finally:
+        child.kill()
+    assert sorted(_chunk_docs(settings)) == docs  # each exactly once
+    assert len(_chunk_docs(settings, "read_uncommitted")) > len(docs)  # the aborted copies
