@@ -92,6 +92,20 @@ def rss_bytes(proc: psutil.Process) -> int | None:
         return None
 
 
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could bind ``port`` now (as servers do, with SO_REUSEADDR).
+
+    A bind test also catches a port held by an outgoing connection, which a connect test misses.
+    """
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def port_open(port: int, host: str = "127.0.0.1", timeout_s: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout_s):

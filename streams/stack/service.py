@@ -130,7 +130,7 @@ class LocalService(ABC):
 
     def _check_ports_free(self) -> None:
         for role, port in self.ports.items():
-            if process.port_open(port):
+            if not process.port_free(port):
                 owner = process.port_owner(port)
                 who = f" (pid {owner})" if owner else ""
                 raise StackError(
