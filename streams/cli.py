@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import orjson
 import typer
@@ -34,8 +34,9 @@ topics_app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
-schemas_app = typer.Typer(help="JSON Schemas of the messages, generated from streams/messages.py.",
-                          no_args_is_help=True)  # fmt: skip
+schemas_app = typer.Typer(
+    help="JSON Schemas of the messages, generated from streams/messages.py.", no_args_is_help=True
+)
 app.add_typer(schemas_app, name="schemas")
 
 console = Console()
@@ -169,6 +170,98 @@ def topics_list() -> None:
             t.cleanup_policy,
             t.purpose,
         )
+    console.print(table)
+
+
+# --- the pipeline --------------------------------------------------------------------------
+@app.command("run")
+@clear_errors
+def run_command(
+    stage: Annotated[str, typer.Argument(help="download|extract|chunk|embed|index|all")],
+) -> None:
+    """Run one stage app in this process, or every stage as its own process (`all`)."""
+    from streams.apps import STAGES, run_all, run_stage
+
+    settings = Settings()
+    if stage == "all":
+        raise typer.Exit(run_all(settings, list(STAGES)))
+    if stage not in STAGES:
+        raise DocstreamsError(f"unknown stage {stage!r}: one of {', '.join(STAGES)} or all")
+    run_stage(stage, settings)
+
+
+@app.command("submit")
+@clear_errors
+def submit_command(
+    source: Annotated[str, typer.Argument(help="URL, or a local path when local sources are on.")],
+    tenant: Annotated[str, typer.Option("--tenant", "-t")],
+    document_id: Annotated[str | None, typer.Option("--document-id", "-d")] = None,
+    callback_url: Annotated[str | None, typer.Option("--callback-url")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until every window is indexed.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 600.0,
+) -> None:
+    """Publish a DocumentSubmitted to the ingest topic."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from streams.producer import submit
+    from streams.progress import follow
+
+    settings = Settings()
+    if "://" not in source and Path(source).exists():
+        source = str(Path(source).resolve())  # the download app may run elsewhere
+    request = submit(settings, source, tenant, document_id, callback_url=callback_url)
+    console.print(f"submitted {request.tenant_id}/{request.document_id}")
+    if not wait:
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console) as bar:  # fmt: skip
+        task = bar.add_task("windows indexed", total=None)
+
+        def show(p: Any) -> None:
+            bar.update(task, total=p.window_count, completed=len(p.indexed))
+
+        result = follow(
+            settings, request.tenant_id, request.document_id, request.submitted_at, timeout, show
+        )
+    if result.failure is not None:
+        f = result.failure
+        raise DocstreamsError(f"{request.document_id} failed in {f.stage}: {f.reason}")
+    if not result.done:
+        raise DocstreamsError(f"{request.document_id} not indexed within {timeout:.0f}s")
+    console.print(
+        f"[green]✓[/] {request.document_id}: {result.window_count} windows, "
+        f"{result.chunks} chunks indexed (version {str(result.version)[:12]})"
+    )
+
+
+@app.command("search")
+@clear_errors
+def search_command(
+    query: Annotated[str, typer.Argument()],
+    tenant: Annotated[str, typer.Option("--tenant", "-t")],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100)] = 5,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Embed the query with the configured embedder and print the nearest chunks."""
+    from streams.adapters.embedders import make_embedder
+    from streams.adapters.weaviate_store import ChunkIndex
+
+    settings = Settings()
+    vector = make_embedder(settings).embed([query])[0].tolist()
+    index = ChunkIndex(settings)
+    try:
+        hits = index.search(tenant, vector, limit)
+    finally:
+        index.close()
+    if json:
+        typer.echo(orjson.dumps([h.__dict__ for h in hits]).decode())
+        return
+    table = Table("score", "document", "pages", "text")
+    for h in hits:
+        score = "" if h.distance is None else f"{1 - h.distance:.3f}"
+        pages = f"{h.page_start}" if h.page_start == h.page_end else f"{h.page_start}-{h.page_end}"
+        text = " ".join(h.text.split())
+        table.add_row(score, h.document_id, pages, text[:300] + ("…" if len(text) > 300 else ""))
     console.print(table)
 
 

@@ -206,8 +206,14 @@ class Runner(Generic[In]):
     ) -> list[tuple[str, bytes, bytes]]:
         reason = str(exc) or type(exc).__name__
         ids = _identity(record.value())
-        log.error("%s: dead-lettering %s:%s@%s: %s", self.stage.name, record.topic(),
-                  record.partition(), record.offset(), reason)  # fmt: skip
+        log.error(
+            "%s: dead-lettering %s:%s@%s: %s",
+            self.stage.name,
+            record.topic(),
+            record.partition(),
+            record.offset(),
+            reason,
+        )
         letter = DeadLetter(
             stage=self.stage.name,
             reason=reason[:4000],

@@ -8,7 +8,7 @@ setting cannot exist without being documented.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -127,6 +127,58 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9._-]{1,100}$",
         description="Stable id of this replica (e.g. the pod name): enables static group "
         "membership and a stable transactional.id; unset means host-pid.",
+    )
+
+    # --- download ---------------------------------------------------------------------------
+    blob_dir: Path = Field(
+        default=Path.home() / ".local" / "share" / "docstreams" / "blobs",
+        description="Blob store root: downloaded documents, one file per tenant/document/sha256.",
+    )
+    allow_local_sources: bool = Field(
+        default=False, description="Accept local paths and file:// sources (dev and tests only)."
+    )
+    fetch_allowlist: list[str] = Field(
+        default_factory=list,
+        description="CIDRs the fetcher may reach although not public (JSON list, e.g. "
+        '["127.0.0.1/32"]); empty: public addresses only.',
+    )
+    max_download_bytes: int = Field(
+        default=2 * 2**30, ge=1, description="Largest document accepted, in bytes."
+    )
+    fetch_attempts: int = Field(default=5, ge=1, description="Tries per download (resuming).")
+    fetch_timeout_s: float = Field(default=30.0, gt=0, description="Connect and read timeout.")
+    pages_per_window: int = Field(
+        default=25, ge=1, le=1000, description="Pages per ExtractTask (requests may override)."
+    )
+    text_window_bytes: int = Field(
+        default=256 * 1024, ge=4096, description="Bytes of plain text per ExtractTask."
+    )
+
+    # --- extract / chunk / embed / index ------------------------------------------------------
+    pdf_backend: Literal["pypdfium2", "pypdf"] = Field(
+        default="pypdfium2", description="PDF text extractor."
+    )
+    chunk_max_tokens: int = Field(
+        default=200, ge=16, description="Chunk size in tokens of the embedding model."
+    )
+    chunk_overlap_tokens: int = Field(default=20, ge=0, description="Overlap between chunks.")
+    embedder: Literal["local", "openai"] = Field(
+        default="local",
+        description="local: all-MiniLM-L6-v2 (int8 ONNX, offline); "
+        "openai: the OpenAI API or any OpenAI-compatible server.",
+    )
+    openai_model: str = Field(default="text-embedding-3-small", description="Embedding model.")
+    openai_dimensions: int | None = Field(
+        default=None, ge=1, description="Requested dimensions (text-embedding-3 models only)."
+    )
+    openai_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible API base URL; unset: api.openai.com."
+    )
+    openai_api_key: SecretStr | None = Field(default=None, description="API key for `openai`.")
+    weaviate_collection: str = Field(
+        default="DocstreamsChunk",
+        pattern=r"^[A-Z][A-Za-z0-9_]{0,200}$",
+        description="Weaviate collection holding every tenant's chunks (one tenant each).",
     )
 
     @property

@@ -140,8 +140,12 @@ def _is_unknown_topic(exc: BaseException) -> bool:
 
 
 # A topic the controller has just created reaches the broker's metadata a moment later.
-@retry(retry=retry_if_exception(_is_unknown_topic), stop=stop_after_delay(30), wait=wait_fixed(0.2),
-       reraise=True)  # fmt: skip
+@retry(
+    retry=retry_if_exception(_is_unknown_topic),
+    stop=stop_after_delay(30),
+    wait=wait_fixed(0.2),
+    reraise=True,
+)
 def _describe(admin: AdminClient, name: str) -> dict[str, ConfigEntry]:
     resource = ConfigResource(ResourceType.TOPIC, name)
     entries: dict[str, ConfigEntry] = admin.describe_configs([resource])[resource].result(

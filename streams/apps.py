@@ -1,0 +1,66 @@
+"""Stage apps: each stage is `Runner(stage)` in its own process; `run all` supervises them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from streams import chunk, download, embed, extract, index
+from streams.runner import Runner, Stage
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STAGES: dict[str, Callable[[Settings], Stage[Any]]] = {
+    "download": download.make_stage,
+    "extract": extract.make_stage,
+    "chunk": chunk.make_stage,
+    "embed": embed.make_stage,
+    "index": index.make_stage,
+}
+_RESTART_DELAY_S = 2.0
+
+
+def run_stage(name: str, settings: Settings) -> None:
+    runner = Runner(STAGES[name](settings), settings)
+    runner.install_signal_handlers()
+    runner.run()
+
+
+def run_all(settings: Settings, names: list[str]) -> int:
+    """Every stage as its own process (as in production); a crashed one is restarted.
+
+    Each child gets a stable instance id, so a restarted child fences its predecessor's open
+    transaction at once instead of stalling downstream consumers until it times out.
+    """
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def spawn(name: str) -> None:
+        env = {**os.environ, "DOCSTREAMS_INSTANCE_ID": settings.instance_id or "local"}
+        children[name] = subprocess.Popen([sys.executable, "-m", "streams", "run", name], env=env)
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for name in names:
+        spawn(name)
+    while not stopping:
+        time.sleep(0.5)
+        for name, child in list(children.items()):
+            if child.poll() is not None and not stopping:
+                log.warning("%s exited with %s; restarting", name, child.returncode)
+                time.sleep(_RESTART_DELAY_S)
+                spawn(name)
+    for child in children.values():
+        child.send_signal(signal.SIGTERM)  # each drains its batch and leaves its group
+    return max((c.wait(60) for c in children.values()), default=0)

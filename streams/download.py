@@ -1,0 +1,99 @@
+"""download: DocumentSubmitted -> the blob store, then one ExtractTask per window + DocumentPlanned.
+
+Windows are page ranges for PDFs, byte ranges (whole lines) for plain text and Markdown, and a
+single window for HTML and DOCX (parsed whole, under a size cap).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from streams.adapters import extractors
+from streams.adapters.blobstore import LocalBlobStore
+from streams.adapters.fetch import AddressGuard, Fetcher
+from streams.messages import DocumentPlanned, DocumentSubmitted, ExtractTask, Message
+from streams.runner import Stage
+from streams.settings import Settings
+
+
+@dataclass(frozen=True)
+class Window:
+    first: int  # 1-based page (or window number + 1 for text)
+    last: int
+
+
+def plan_windows(content_type: str, pages: int, size: int, settings: Settings,
+                 pages_per_window: int) -> list[Window]:  # fmt: skip
+    if content_type in extractors.PAGED_TYPES:
+        count = math.ceil(pages / pages_per_window)
+        return [
+            Window(w * pages_per_window + 1, min((w + 1) * pages_per_window, pages))
+            for w in range(count)
+        ]
+    if content_type in extractors.WHOLE_TYPES:
+        return [Window(1, 1)]
+    count = max(1, math.ceil(size / settings.text_window_bytes))
+    return [Window(w + 1, w + 1) for w in range(count)]
+
+
+class Download:
+    def __init__(self, settings: Settings, store: LocalBlobStore, fetcher: Fetcher) -> None:
+        self.settings = settings
+        self.store = store
+        self.fetcher = fetcher
+
+    def __call__(self, request: DocumentSubmitted) -> list[Message]:
+        partial = self.store.partial(request.tenant_id, request.document_id)
+        fetched = self.fetcher.fetch(request.source, partial)
+        blob = self.store.commit(partial, request.tenant_id, request.document_id, fetched.sha256)
+        path = self.store.path(blob)
+        content_type = extractors.sniff(path, request.filename)
+        pages = extractors.pdf_page_count(path) if content_type == extractors.PDF else 0
+        per_window = request.pages_per_window or self.settings.pages_per_window
+        windows = plan_windows(content_type, pages, fetched.size, self.settings, per_window)
+        filename = request.filename or _filename(request.source)
+        tasks: list[Message] = [
+            ExtractTask(
+                tenant_id=request.tenant_id,
+                document_id=request.document_id,
+                version=fetched.sha256,
+                window=i,
+                window_count=len(windows),
+                blob=blob,
+                content_type=content_type,
+                page_start=w.first,
+                page_end=w.last,
+                filename=filename,
+                metadata=request.metadata,
+            )
+            for i, w in enumerate(windows)
+        ]
+        planned = DocumentPlanned(
+            tenant_id=request.tenant_id,
+            document_id=request.document_id,
+            stage="download",
+            version=fetched.sha256,
+            window_count=len(windows),
+            pages=pages,
+            bytes=fetched.size,
+            content_type=content_type,
+        )
+        return [*tasks, planned]
+
+
+def _filename(source: str) -> str | None:
+    name = source.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+    return name[:512] or None
+
+
+def make_stage(settings: Settings) -> Stage[DocumentSubmitted]:
+    fetcher = Fetcher(
+        AddressGuard(settings.fetch_allowlist),
+        timeout_s=settings.fetch_timeout_s,
+        attempts=settings.fetch_attempts,
+        max_bytes=settings.max_download_bytes,
+        allow_local=settings.allow_local_sources,
+    )
+    handler = Download(settings, LocalBlobStore(settings.blob_dir), fetcher)
+    return Stage("download", DocumentSubmitted, handler)

@@ -1,0 +1,58 @@
+"""extract: ExtractTask -> PageBatch (the text of each page of one window) + WindowExtracted."""
+
+from __future__ import annotations
+
+from streams.adapters import extractors
+from streams.adapters.blobstore import LocalBlobStore
+from streams.errors import PoisonInput
+from streams.messages import ExtractTask, Message, Page, PageBatch, WindowExtracted
+from streams.runner import Stage
+from streams.settings import Settings
+
+
+class Extract:
+    def __init__(self, settings: Settings, store: LocalBlobStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.pdf_pages = extractors.PDF_BACKENDS[settings.pdf_backend]
+
+    def __call__(self, task: ExtractTask) -> list[Message]:
+        if not self.store.exists(task.blob):
+            raise PoisonInput(f"blob {task.blob} is missing from the blob store")
+        path = self.store.path(task.blob)
+        if task.content_type == extractors.PDF:
+            pages = self.pdf_pages(path, task.page_start, task.page_end)
+        elif task.content_type == extractors.HTML:
+            pages = [Page(number=1, text=extractors.html_text(path))]
+        elif task.content_type == extractors.DOCX:
+            pages = [Page(number=1, text=extractors.docx_text(path))]
+        elif task.content_type in (extractors.TEXT, extractors.MARKDOWN):
+            text = extractors.text_window(path, task.window, self.settings.text_window_bytes)
+            pages = [Page(number=task.page_start, text=text)]
+        else:
+            raise PoisonInput(f"no extractor for {task.content_type}")
+        batch = PageBatch(
+            tenant_id=task.tenant_id,
+            document_id=task.document_id,
+            version=task.version,
+            window=task.window,
+            window_count=task.window_count,
+            pages=pages,
+            filename=task.filename,
+            content_type=task.content_type,
+            metadata=task.metadata,
+        )
+        done = WindowExtracted(
+            tenant_id=task.tenant_id,
+            document_id=task.document_id,
+            version=task.version,
+            window=task.window,
+            window_count=task.window_count,
+            items=len(pages),
+            failed_pages=sum(1 for p in pages if p.error),
+        )
+        return [batch, done]
+
+
+def make_stage(settings: Settings) -> Stage[ExtractTask]:
+    return Stage("extract", ExtractTask, Extract(settings, LocalBlobStore(settings.blob_dir)))

@@ -1,0 +1,34 @@
+"""index: VectorBatch -> Weaviate (idempotent upsert by chunk id) + WindowIndexed.
+
+The event is produced only after Weaviate acknowledged every object, and in the same Kafka
+transaction as the input offset: a crash in between replays the write, which replaces.
+"""
+
+from __future__ import annotations
+
+from streams.adapters.weaviate_store import ChunkIndex
+from streams.messages import Message, VectorBatch, WindowIndexed
+from streams.runner import Stage
+from streams.settings import Settings
+
+
+class Index:
+    def __init__(self, index: ChunkIndex) -> None:
+        self.index = index
+
+    def __call__(self, batch: VectorBatch) -> list[Message]:
+        written = self.index.upsert(batch)
+        return [
+            WindowIndexed(
+                tenant_id=batch.tenant_id,
+                document_id=batch.document_id,
+                version=batch.version,
+                window=batch.window,
+                window_count=batch.window_count,
+                items=written,
+            )
+        ]
+
+
+def make_stage(settings: Settings) -> Stage[VectorBatch]:
+    return Stage("index", VectorBatch, Index(ChunkIndex(settings)))

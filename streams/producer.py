@@ -1,0 +1,45 @@
+"""Publishing requests to the ingest topic (used by `docstreams submit` and by callers)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from streams.errors import DocstreamsError
+from streams.kafka_clients import base_config
+from streams.messages import DocumentSubmitted
+from streams.settings import Settings
+from streams.topics import topic_name
+
+
+def default_document_id(source: str) -> str:
+    """A stable id from the source: its file name plus a short hash of the whole source."""
+    name = Path(source.split("?", 1)[0].rstrip("/")).name or "document"
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:80].lstrip("._-")
+    return f"{safe or 'document'}-{hashlib.sha256(source.encode()).hexdigest()[:12]}"
+
+
+def submit(
+    settings: Settings,
+    source: str,
+    tenant_id: str,
+    document_id: str | None = None,
+    **fields: object,
+) -> DocumentSubmitted:
+    request = DocumentSubmitted.model_validate(
+        {
+            "tenant_id": tenant_id,
+            "document_id": document_id or default_document_id(source),
+            "source": source,
+            **{k: v for k, v in fields.items() if v is not None},
+        }
+    )
+    producer = Producer({**base_config(settings), "enable.idempotence": True})
+    producer.produce(
+        topic_name(settings, "ingest"), key=request.kafka_key(), value=request.to_wire()
+    )
+    if producer.flush(30):
+        raise DocstreamsError("the ingest topic did not acknowledge the request within 30 s")
+    return request

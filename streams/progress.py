@@ -1,0 +1,88 @@
+"""Following one document's progress on the events topic (for `submit --wait`)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from streams.kafka_clients import admin_client, base_config
+from streams.messages import DocumentFailed, DocumentPlanned, WindowIndexed
+from streams.settings import Settings
+from streams.topics import topic_name
+
+_LOOKBACK_S = 5.0
+
+
+@dataclass
+class DocumentProgress:
+    version: str | None = None
+    window_count: int | None = None
+    indexed: set[int] = field(default_factory=set)
+    chunks: int = 0
+    failure: DocumentFailed | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.failure is not None or (
+            self.window_count is not None and len(self.indexed) >= self.window_count
+        )
+
+    def apply(self, event: dict[str, object], raw: bytes) -> None:
+        kind = event.get("type")
+        if kind == "DocumentPlanned":
+            planned = DocumentPlanned.from_wire(raw)
+            if planned.version != self.version:
+                self.indexed.clear()
+                self.chunks = 0
+            self.version, self.window_count = planned.version, planned.window_count
+        elif kind == "WindowIndexed":
+            done = WindowIndexed.from_wire(raw)
+            if done.version == self.version and done.window not in self.indexed:
+                self.indexed.add(done.window)  # a set: replayed events count once
+                self.chunks += done.items
+        elif kind == "DocumentFailed":
+            self.failure = DocumentFailed.from_wire(raw)
+
+
+def follow(
+    settings: Settings,
+    tenant_id: str,
+    document_id: str,
+    since: datetime,
+    timeout_s: float,
+    on_update: Callable[[DocumentProgress], None] = lambda _: None,
+) -> DocumentProgress:
+    """Fold the document's events from ``since`` on until it is indexed or failed."""
+    topic = topic_name(settings, "events")
+    consumer = Consumer(
+        {
+            **base_config(settings),
+            "group.id": f"follow-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    partitions = admin_client(settings).list_topics(topic, timeout=10).topics[topic].partitions
+    start_ms = int((since.timestamp() - _LOOKBACK_S) * 1000)
+    wanted = [TopicPartition(topic, p, start_ms) for p in partitions]
+    consumer.assign(consumer.offsets_for_times(wanted, timeout=10))
+    key = f"{tenant_id}/{document_id}".encode()
+    progress = DocumentProgress()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not progress.done and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error() is not None or msg.key() != key:
+                continue
+            raw = msg.value() or b"{}"
+            progress.apply(orjson.loads(raw), raw)
+            on_update(progress)
+    finally:
+        consumer.close()
+    return progress
