@@ -25,6 +25,8 @@ STAGES: dict[str, Callable[[Settings], Stage[Any]]] = {
     "index": index.make_stage,
 }
 _RESTART_DELAY_S = 2.0
+_QUICK_EXIT_S = 15.0
+_MAX_QUICK_EXITS = 3
 
 
 def run_stage(name: str, settings: Settings) -> None:
@@ -40,11 +42,15 @@ def run_all(settings: Settings, names: list[str]) -> int:
     transaction at once instead of stalling downstream consumers until it times out.
     """
     children: dict[str, subprocess.Popen[bytes]] = {}
+    started: dict[str, float] = {}
+    quick_exits: dict[str, int] = dict.fromkeys(names, 0)
     stopping = False
+    failed = False
 
     def spawn(name: str) -> None:
         env = {**os.environ, "DOCSTREAMS_INSTANCE_ID": settings.instance_id or "local"}
         children[name] = subprocess.Popen([sys.executable, "-m", "streams", "run", name], env=env)
+        started[name] = time.monotonic()
 
     def stop(*_: object) -> None:
         nonlocal stopping
@@ -57,10 +63,22 @@ def run_all(settings: Settings, names: list[str]) -> int:
     while not stopping:
         time.sleep(0.5)
         for name, child in list(children.items()):
-            if child.poll() is not None and not stopping:
-                log.warning("%s exited with %s; restarting", name, child.returncode)
-                time.sleep(_RESTART_DELAY_S)
-                spawn(name)
+            if child.poll() is None or stopping:
+                continue
+            # A crash right after start is a crash loop (bad settings, missing service):
+            # restarting forever would only hide it.
+            quick = time.monotonic() - started[name] < _QUICK_EXIT_S
+            quick_exits[name] = quick_exits[name] + 1 if quick else 0
+            if quick_exits[name] >= _MAX_QUICK_EXITS:
+                log.error("%s keeps exiting right after start (code %s); stopping all",
+                          name, child.returncode)  # fmt: skip
+                stopping = failed = True
+                break
+            log.warning("%s exited with %s; restarting", name, child.returncode)
+            time.sleep(_RESTART_DELAY_S)
+            spawn(name)
     for child in children.values():
-        child.send_signal(signal.SIGTERM)  # each drains its batch and leaves its group
-    return max((c.wait(60) for c in children.values()), default=0)
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)  # each drains its batch and leaves its group
+    codes = [c.wait(60) for c in children.values()]
+    return 1 if failed else max(codes, default=0)

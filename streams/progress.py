@@ -16,6 +16,7 @@ from streams.messages import DocumentFailed, DocumentPlanned, WindowIndexed
 from streams.settings import Settings
 from streams.topics import topic_name
 
+# Broker timestamps and our clock may differ slightly: start a little early, then filter.
 _LOOKBACK_S = 5.0
 
 
@@ -81,7 +82,10 @@ def follow(
             if msg is None or msg.error() is not None or msg.key() != key:
                 continue
             raw = msg.value() or b"{}"
-            progress.apply(orjson.loads(raw), raw)
+            event = orjson.loads(raw)
+            if datetime.fromisoformat(str(event.get("at"))) < since:
+                continue  # an earlier submission's event, caught by the look-back
+            progress.apply(event, raw)
             on_update(progress)
     finally:
         consumer.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
+import orjson
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -202,7 +203,9 @@ def as_environment(settings: Settings) -> dict[str, str]:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
-        if value is not None:
+        if isinstance(value, list | dict):
+            env[env_name(name)] = orjson.dumps(value).decode()  # complex values are read as JSON
+        elif value is not None:
             env[env_name(name)] = str(value)
     return env
 

@@ -8,13 +8,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from streams.errors import DownstreamUnavailable, PoisonInput
 from streams.kafka_clients import admin_client, base_config
@@ -22,6 +21,7 @@ from streams.messages import ChunkBatch, DeadLetter, DocumentFailed, Message, Pa
 from streams.runner import Runner, Stage
 from streams.settings import Settings, as_environment
 from streams.topics import create_topics, topic_name
+from tests.kafka_helpers import read_topic, wait_for
 from tests.runner_app import STAGE, one_chunk_per_page
 
 pytestmark = pytest.mark.stack
@@ -49,36 +49,6 @@ def _publish(settings: Settings, records: Iterable[bytes | Message]) -> None:
     assert producer.flush(30) == 0
 
 
-def _read(settings: Settings, key: str, isolation: str = "read_committed") -> list[bytes]:
-    """Everything on a topic right now (all partitions)."""
-    topic = topic_name(settings, key)
-    consumer = Consumer({**base_config(settings), "group.id": f"r-{uuid.uuid4().hex[:8]}",
-                         "isolation.level": isolation, "enable.auto.commit": False,
-                         "enable.partition.eof": True})  # fmt: skip
-    partitions = admin_client(settings).list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    values: list[bytes] = []
-    at_end: set[int] = set()
-    deadline = time.monotonic() + 30
-    while len(at_end) < len(partitions) and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        if msg.error() is not None:
-            at_end.add(msg.partition() or 0)
-        elif (value := msg.value()) is not None:
-            values.append(value)
-    consumer.close()
-    return values
-
-
-def _wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.3)
-
-
 @contextmanager
 def _running(stage: Stage[PageBatch], settings: Settings) -> Iterator[Runner[PageBatch]]:
     runner = Runner(stage, settings)
@@ -93,14 +63,14 @@ def _running(stage: Stage[PageBatch], settings: Settings) -> Iterator[Runner[Pag
 
 
 def _chunk_docs(settings: Settings, isolation: str = "read_committed") -> list[str]:
-    return [ChunkBatch.from_wire(v).document_id for v in _read(settings, "chunks", isolation)]
+    return [ChunkBatch.from_wire(v).document_id for v in read_topic(settings, "chunks", isolation)]
 
 
 def test_every_input_yields_its_outputs_exactly_once(topics: Settings) -> None:
     docs = [f"doc-{i}" for i in range(40)]
     _publish(topics, [_page_batch(d) for d in docs])
     with _running(STAGE, topics):
-        _wait_for(lambda: len(_chunk_docs(topics)) >= len(docs))
+        wait_for(lambda: len(_chunk_docs(topics)) >= len(docs))
     assert sorted(_chunk_docs(topics)) == sorted(docs)
     # The checkpoint moved with the outputs: a restarted runner finds nothing left to do.
     with _running(STAGE, topics):
@@ -117,11 +87,11 @@ def test_poison_input_is_dead_lettered_and_the_partition_keeps_flowing(topics: S
     _publish(topics, [_page_batch("doc-a"), b"{not json", b'{"type": "PageBatch"}',
                       _page_batch("doc-b"), _page_batch("doc-c")])  # fmt: skip
     with _running(Stage("test-chunk", PageBatch, refuse_doc_b), topics):
-        _wait_for(lambda: len(_read(topics, "dlq")) >= 3 and len(_chunk_docs(topics)) >= 2)
+        wait_for(lambda: len(read_topic(topics, "dlq")) >= 3 and len(_chunk_docs(topics)) >= 2)
 
     assert sorted(_chunk_docs(topics)) == ["doc-a", "doc-c"]
     letters = sorted(
-        (DeadLetter.from_wire(v) for v in _read(topics, "dlq")), key=lambda d: d.source_offset
+        (DeadLetter.from_wire(v) for v in read_topic(topics, "dlq")), key=lambda d: d.source_offset
     )
     assert [(d.stage, d.error_class) for d in letters] == [
         ("test-chunk", "InvalidWireMessage"),
@@ -132,7 +102,7 @@ def test_poison_input_is_dead_lettered_and_the_partition_keeps_flowing(topics: S
     assert "pages" in letters[1].reason  # names the missing field
     assert letters[2].reason == "doc-b is encrypted" and letters[2].document_id == "doc-b"
     assert letters[2].original_value is not None and letters[2].source_topic.endswith("pages")
-    failed = [DocumentFailed.from_wire(v) for v in _read(topics, "events")]
+    failed = [DocumentFailed.from_wire(v) for v in read_topic(topics, "events")]
     assert [(f.document_id, f.stage, f.reason) for f in failed] == [
         ("doc-b", "test-chunk", "doc-b is encrypted")
     ]
@@ -151,10 +121,10 @@ def test_a_failing_input_is_retried_then_dead_lettered_with_its_attempts(
 
     _publish(topics, [_page_batch("flaky-once"), _page_batch("always-bad")])
     with _running(Stage("test-chunk", PageBatch, flaky), topics):
-        _wait_for(lambda: len(_read(topics, "dlq")) >= 1 and len(_chunk_docs(topics)) >= 1)
+        wait_for(lambda: len(read_topic(topics, "dlq")) >= 1 and len(_chunk_docs(topics)) >= 1)
 
     assert _chunk_docs(topics) == ["flaky-once"]
-    (letter,) = [DeadLetter.from_wire(v) for v in _read(topics, "dlq")]
+    (letter,) = [DeadLetter.from_wire(v) for v in read_topic(topics, "dlq")]
     assert (letter.document_id, letter.attempts) == ("always-bad", topics.stage_attempts)
     assert letter.error_class == "ConnectionError" and letter.reason == "boom 3"
 
@@ -172,9 +142,9 @@ def test_downstream_unavailable_pauses_and_retries_without_dead_lettering(
 
     _publish(topics, [_page_batch("d1"), _page_batch("d2")])
     with _running(Stage("test-chunk", PageBatch, weaviate_down_twice), topics):
-        _wait_for(lambda: len(_chunk_docs(topics)) >= 2)
+        wait_for(lambda: len(_chunk_docs(topics)) >= 2)
     assert sorted(_chunk_docs(topics)) == ["d1", "d2"]
-    assert _read(topics, "dlq") == []
+    assert read_topic(topics, "dlq") == []
     assert calls["n"] >= 4  # two refused attempts, then each input once
 
 
@@ -192,7 +162,7 @@ def test_sigkill_in_the_middle_of_a_transaction_leaves_no_duplicates(
     app = [sys.executable, "-m", "tests.runner_app"]
     child = subprocess.Popen(app, env=env, cwd=ROOT)
     try:
-        _wait_for(blocked.exists, timeout_s=90)
+        wait_for(blocked.exists, timeout_s=90)
         time.sleep(1)  # outputs of the records before doc-15 reach the broker, uncommitted
         child.send_signal(signal.SIGKILL)
         child.wait(10)
@@ -205,7 +175,7 @@ def test_sigkill_in_the_middle_of_a_transaction_leaves_no_duplicates(
     env.pop("RUNNER_APP_BLOCK_ON")
     child = subprocess.Popen(app, env=env, cwd=ROOT)
     try:
-        _wait_for(lambda: len(_chunk_docs(settings)) >= len(docs), timeout_s=120)
+        wait_for(lambda: len(_chunk_docs(settings)) >= len(docs), timeout_s=120)
         child.send_signal(signal.SIGTERM)  # graceful: finishes its batch, leaves the group
         assert child.wait(60) == 0
     finally:

@@ -58,7 +58,13 @@ def test_settings_command_prints_a_markdown_row_per_setting() -> None:
 def test_as_environment_reproduces_settings_including_secrets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = Settings(kafka_port=40123, topic_prefix="x.", weaviate_api_key="k-123")  # type: ignore[arg-type]
+    original = Settings(
+        kafka_port=40123,
+        topic_prefix="x.",
+        weaviate_api_key="k-123",  # type: ignore[arg-type]
+        fetch_allowlist=["127.0.0.1/32", "10.0.0.0/8"],
+        allow_local_sources=True,
+    )
     for var, value in as_environment(original).items():
         monkeypatch.setenv(var, value)
     assert Settings() == original

@@ -152,7 +152,8 @@ class Fetcher:
         with partial.data.open("r+b" if resumed_from else "wb") as out:
             out.seek(resumed_from)
             out.truncate()
-            for block in response.iter_raw(_CHUNK_BYTES):
+            # No chunk size: httpx would buffer up to it, and lose that much on a cut.
+            for block in response.iter_raw():
                 size += len(block)
                 if size > self.max_bytes:
                     partial.discard()

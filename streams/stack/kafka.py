@@ -132,7 +132,8 @@ class KafkaBroker(LocalService):
             return  # formatted before: skipping the format JVM saves seconds on warm starts
         argv = [
             java, "-cp", f"{self.libs}/*", "kafka.tools.StorageTool", "format",
-            "-t", self._cluster_id(), "-c", str(self._config_path), "--ignore-formatted",
+            f"--cluster-id={self._cluster_id()}", "-c", str(self._config_path),
+            "--ignore-formatted",
         ]  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -176,7 +177,9 @@ class KafkaBroker(LocalService):
 
     def _cluster_id(self) -> str:
         path = self.dir / "cluster.id"
-        if not path.exists():
+        while not path.exists() or path.read_text().startswith("-"):
+            # base64url of 16 random bytes, as Kafka's own ids; never a leading "-", which
+            # command-line parsers take for an option (Kafka's Uuid avoids it the same way).
             path.write_text(base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("="))
         return path.read_text().strip()
 

@@ -1,0 +1,210 @@
+"""End to end on the real stack: `docstreams run all` (five stage processes), real documents in,
+searchable chunks in Weaviate out; bad documents in the DLQ; a killed embed process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import docx
+import orjson
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from streams.adapters.weaviate_store import ChunkIndex
+from streams.cli import app
+from streams.kafka_clients import admin_client
+from streams.messages import ChunkBatch, DeadLetter, DocumentSubmitted
+from streams.producer import submit
+from streams.progress import DocumentProgress, follow
+from streams.settings import Settings, as_environment
+from streams.topics import create_topics
+from tests.http_server import Behaviour, serving
+from tests.kafka_helpers import read_topic, wait_for
+from tests.pdfs import SAMPLE, SAMPLE_PAGE, SAMPLE_SENTENCE, numbered_pages, write_pdf
+
+pytestmark = pytest.mark.stack
+ROOT = Path(__file__).resolve().parents[1]
+TENANT = "acme"
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, psutil.Process]]:
+    run = uuid.uuid4().hex[:8]
+    settings = stack_settings.model_copy(
+        update={
+            "topic_prefix": f"e2e{run}.",
+            "weaviate_collection": f"Chunks{run}",
+            "blob_dir": tmp_path_factory.mktemp("blobs"),
+            "allow_local_sources": True,
+            "fetch_allowlist": ["127.0.0.1/32"],
+            "fetch_attempts": 2,
+            "pages_per_window": 20,
+            "batch_max_wait_s": 0.2,
+        }
+    )
+    create_topics(admin_client(settings), settings)
+    env = {**os.environ, **as_environment(settings)}
+    child = subprocess.Popen([sys.executable, "-m", "streams", "run", "all"], env=env, cwd=ROOT)
+    try:
+        yield settings, psutil.Process(child.pid)
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(90)
+        except subprocess.TimeoutExpired:
+            for proc in psutil.Process(child.pid).children(recursive=True):
+                proc.kill()
+            child.kill()
+
+
+def _submit_and_wait(settings: Settings, source: str, document_id: str) -> DocumentProgress:
+    request: DocumentSubmitted = submit(settings, source, TENANT, document_id)
+    return follow(settings, TENANT, document_id, request.submitted_at, timeout_s=240)
+
+
+def _chunk_ids(settings: Settings) -> dict[tuple[str, str], list[str]]:
+    """Chunk ids the chunk stage produced, per (document, version), in commit order."""
+    ids: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for value in read_topic(settings, "chunks"):
+        batch = ChunkBatch.from_wire(value)
+        ids[(batch.document_id, batch.version)] += [c.id for c in batch.chunks]
+    return ids
+
+
+def test_documents_of_every_type_become_searchable_chunks(
+    pipeline: tuple[Settings, psutil.Process], tmp_path: Path
+) -> None:
+    settings, _ = pipeline
+    word = tmp_path / "minutes.docx"
+    document = docx.Document()
+    document.add_paragraph("Minutes of the harbour board: the dredging contract was approved.")
+    document.save(str(word))
+    (tmp_path / "notes.md").write_text("# Pilots\n\nA pilot boards every ship over 90 metres.\n")
+    (tmp_path / "tides.txt").write_text("High water at Kestrel Bay is at 12:40 today.\n" * 200)
+    (tmp_path / "page.html").write_text(
+        "<html><body><h1>Fees</h1><p>Mooring costs 30 crowns a night.</p></body></html>"
+    )
+    sources = {
+        "sample": str(SAMPLE),
+        "long": str(write_pdf(tmp_path / "long.pdf", numbered_pages(130))),
+        "word": str(word),
+        "notes": str(tmp_path / "notes.md"),
+        "tides": str(tmp_path / "tides.txt"),
+        "page": str(tmp_path / "page.html"),
+    }
+    results = {doc: _submit_and_wait(settings, src, doc) for doc, src in sources.items()}
+
+    index = ChunkIndex(settings)
+    produced = _chunk_ids(settings)
+    try:
+        for doc, progress in results.items():
+            assert progress.failure is None, (doc, progress.failure)
+            assert progress.done and progress.version, doc
+            ids = produced[(doc, progress.version)]
+            assert ids and len(ids) == len(set(ids)), doc
+            assert index.count(TENANT, doc, progress.version) == len(ids) == progress.chunks, doc
+        assert results["long"].window_count == 7  # 130 pages / 20 per window
+    finally:
+        index.close()
+
+    found = CliRunner().invoke(
+        app, ["search", "How many blue lanterns are lit on the north pier?", "--tenant", TENANT,
+              "--json"], env=as_environment(settings),
+    )  # fmt: skip
+    assert found.exit_code == 0, found.output
+    best = orjson.loads(found.stdout)[0]
+    assert best["document_id"] == "sample"
+    assert best["page_start"] <= SAMPLE_PAGE <= best["page_end"]
+    assert SAMPLE_SENTENCE in " ".join(best["text"].split())
+
+
+def test_bad_documents_are_dead_lettered_with_their_reason_and_the_next_one_completes(
+    pipeline: tuple[Settings, psutil.Process], tmp_path: Path
+) -> None:
+    settings, _ = pipeline
+    encrypted = write_pdf(tmp_path / "locked.pdf", ["secret"], password="pw")
+    truncated = tmp_path / "cut.pdf"
+    truncated.write_bytes(SAMPLE.read_bytes()[:1500])
+    with serving(Behaviour()) as base:
+        failures = {
+            "locked": _submit_and_wait(settings, str(encrypted), "locked"),
+            "cut": _submit_and_wait(settings, str(truncated), "cut"),
+            "gone": _submit_and_wait(settings, f"{base}/gone.pdf", "gone"),
+            "metadata": _submit_and_wait(settings, "http://169.254.169.254/latest", "metadata"),
+        }
+    after = _submit_and_wait(settings, str(SAMPLE), "after-the-bad-ones")
+
+    reasons = {doc: p.failure.reason for doc, p in failures.items() if p.failure}
+    assert "encrypted PDF" in reasons["locked"]
+    assert "truncated or corrupt" in reasons["cut"]
+    assert "HTTP 404" in reasons["gone"]
+    assert "not a public address" in reasons["metadata"]
+    letters = {d.document_id: d for d in map(DeadLetter.from_wire, read_topic(settings, "dlq"))}
+    for doc in failures:
+        assert letters[doc].stage == "download" and letters[doc].reason == reasons[doc]
+    assert after.done and after.failure is None
+
+
+def test_same_submission_twice_gives_the_same_chunk_ids(
+    pipeline: tuple[Settings, psutil.Process],
+) -> None:
+    settings, _ = pipeline
+    first = _submit_and_wait(settings, str(SAMPLE), "twice")
+    second = _submit_and_wait(settings, str(SAMPLE), "twice")
+    assert first.version == second.version
+    ids = _chunk_ids(settings)[("twice", str(first.version))]
+    half = len(ids) // 2
+    assert half and ids[:half] == ids[half:]  # the second run produced exactly the same ids
+    index = ChunkIndex(settings)
+    try:
+        assert index.count(TENANT, "twice") == half
+    finally:
+        index.close()
+
+
+def test_sigkill_of_the_embed_process_loses_and_duplicates_nothing(
+    pipeline: tuple[Settings, psutil.Process], tmp_path: Path
+) -> None:
+    settings, supervisor = pipeline
+    pdf = write_pdf(tmp_path / "big.pdf", numbered_pages(400, topic="ledger"))
+    request = submit(settings, str(pdf), TENANT, "killed-embed")
+
+    def embed_process() -> psutil.Process | None:
+        found = [p for p in supervisor.children() if "embed" in p.cmdline()]
+        return found[0] if found else None
+
+    def some_windows_embedded() -> bool:
+        events = [orjson.loads(v) for v in read_topic(settings, "events")]
+        return any(e["type"] == "WindowEmbedded" and e["document_id"] == "killed-embed"
+                   for e in events)  # fmt: skip
+
+    wait_for(some_windows_embedded, timeout_s=120)
+    victim = embed_process()
+    assert victim is not None
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+
+    def restarted() -> bool:  # by `run all`, as a supervisor would
+        proc = embed_process()
+        return proc is not None and proc.pid != victim.pid
+
+    wait_for(restarted, timeout_s=30)
+
+    progress = follow(settings, TENANT, "killed-embed", request.submitted_at, timeout_s=300)
+    assert progress.done and progress.failure is None
+    ids = _chunk_ids(settings)[("killed-embed", str(progress.version))]
+    index = ChunkIndex(settings)
+    try:
+        assert index.count(TENANT, "killed-embed") == len(set(ids)) == len(ids)
+    finally:
+        index.close()

@@ -1,0 +1,181 @@
+"""Stages as plain functions: data in, data out, no Kafka (real files, the real local model)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import docx
+import numpy as np
+import pytest
+
+from streams.adapters import extractors
+from streams.adapters.blobstore import LocalBlobStore
+from streams.adapters.embedders import LocalMiniLM
+from streams.adapters.fetch import AddressGuard, Fetcher
+from streams.chunk import Chunker, chunk_id
+from streams.download import Download
+from streams.embed import Embed
+from streams.errors import PoisonInput
+from streams.extract import Extract
+from streams.messages import (
+    ChunkBatch,
+    DocumentPlanned,
+    DocumentSubmitted,
+    ExtractTask,
+    Page,
+    PageBatch,
+    VectorBatch,
+    WindowChunked,
+    WindowEmbedded,
+)
+from streams.settings import Settings
+from tests.pdfs import SAMPLE, SAMPLE_PAGE, SAMPLE_SENTENCE, numbered_pages, write_pdf
+
+VERSION = "a1" * 32
+EMBEDDER = LocalMiniLM()
+
+
+def _settings(tmp_path: Path, **changes: object) -> Settings:
+    return Settings(blob_dir=tmp_path / "blobs", allow_local_sources=True, **changes)  # type: ignore[arg-type]
+
+
+def _download(tmp_path: Path, source: Path, **changes: object) -> list[object]:
+    settings = _settings(tmp_path, **changes)
+    fetcher = Fetcher(AddressGuard(), timeout_s=5, attempts=1, max_bytes=2**30, allow_local=True)
+    stage = Download(settings, LocalBlobStore(settings.blob_dir), fetcher)
+    return list(stage(DocumentSubmitted(tenant_id="t1", document_id="d1", source=str(source))))
+
+
+def test_download_plans_one_task_per_page_window(tmp_path: Path) -> None:
+    pdf = write_pdf(tmp_path / "long.pdf", numbered_pages(120))
+    outputs = _download(tmp_path, pdf, pages_per_window=25)
+    tasks = [o for o in outputs if isinstance(o, ExtractTask)]
+    (planned,) = [o for o in outputs if isinstance(o, DocumentPlanned)]
+    assert [(t.window, t.page_start, t.page_end) for t in tasks] == [
+        (0, 1, 25), (1, 26, 50), (2, 51, 75), (3, 76, 100), (4, 101, 120)
+    ]  # fmt: skip
+    assert (planned.pages, planned.window_count, planned.content_type) == (120, 5, extractors.PDF)
+    assert all(t.version == planned.version and t.window_count == 5 for t in tasks)
+
+
+@pytest.mark.parametrize("backend", ["pypdfium2", "pypdf"])
+def test_extract_reads_only_its_window_with_either_backend(tmp_path: Path, backend: str) -> None:
+    pdf = write_pdf(tmp_path / "long.pdf", numbered_pages(60))
+    tasks = [o for o in _download(tmp_path, pdf) if isinstance(o, ExtractTask)]
+    extract = Extract(_settings(tmp_path, pdf_backend=backend), LocalBlobStore(tmp_path / "blobs"))
+    batch = extract(tasks[1])[0]
+    assert isinstance(batch, PageBatch)
+    assert [p.number for p in batch.pages] == list(range(26, 51))
+    assert all(f"harbour-page-{p.number}." in p.text for p in batch.pages)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda p: write_pdf(p, ["secret"], password="pw"), "encrypted PDF"),
+        (lambda p: p.write_bytes(SAMPLE.read_bytes()[:1500]) and p, "truncated or corrupt"),
+        (lambda p: p.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(500)) and p, "binary content"),
+    ],
+)
+def test_unreadable_documents_are_refused_with_a_precise_reason(
+    tmp_path: Path, make: object, reason: str
+) -> None:
+    path = tmp_path / "bad.pdf"
+    make(path)  # type: ignore[operator]
+    with pytest.raises(PoisonInput, match=reason):
+        _download(tmp_path, path)
+
+
+def test_text_windows_partition_the_file_by_whole_lines(tmp_path: Path) -> None:
+    lines = [f"line {i} " + "x" * (i % 37) for i in range(3000)]
+    path = tmp_path / "big.txt"
+    path.write_text("\n".join(lines) + "\n")
+    size = path.stat().st_size
+    window_bytes = 4096
+    texts = [extractors.text_window(path, w, window_bytes) for w in range(size // window_bytes + 1)]
+    assert "\n".join(t for t in texts if t).split("\n") == lines
+
+
+def test_sniff_trusts_bytes_not_names(tmp_path: Path) -> None:
+    pdf = tmp_path / "looks.txt"
+    pdf.write_bytes(SAMPLE.read_bytes())
+    html = tmp_path / "page.pdf"
+    html.write_text("<!DOCTYPE html><html><body><p>Hi</p></body></html>")
+    md = tmp_path / "notes.md"
+    md.write_text("# Title\n\ntext")
+    word = tmp_path / "report.bin"
+    document = docx.Document()
+    document.add_paragraph("Quarterly report")
+    document.save(str(word))
+    archive = tmp_path / "other.docx"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("a.txt", "not a word file")
+    assert extractors.sniff(pdf, "looks.txt") == extractors.PDF
+    assert extractors.sniff(html, "page.pdf") == extractors.HTML
+    assert extractors.sniff(md, "notes.md") == extractors.MARKDOWN
+    assert extractors.sniff(word, None) == extractors.DOCX
+    with pytest.raises(PoisonInput, match="not DOCX"):
+        extractors.sniff(archive, "other.docx")
+
+
+def test_html_and_docx_become_plain_text(tmp_path: Path) -> None:
+    html = tmp_path / "page.html"
+    html.write_text("<html><head><style>p{}</style><script>x=1</script></head>"
+                    "<body><h1>Tides</h1><p>High water at noon.</p></body></html>")  # fmt: skip
+    word = tmp_path / "doc.docx"
+    document = docx.Document()
+    document.add_paragraph("Berth twelve is reserved.")
+    document.save(str(word))
+    assert extractors.html_text(html) == "Tides\nHigh water at noon."
+    assert extractors.docx_text(word) == "Berth twelve is reserved."
+
+
+def _pages(texts: list[str]) -> PageBatch:
+    return PageBatch(tenant_id="t1", document_id="d1", version=VERSION, window=2, window_count=4,
+                     pages=[Page(number=i + 11, text=t) for i, t in enumerate(texts)],
+                     content_type=extractors.PDF)  # fmt: skip
+
+
+def test_chunks_keep_their_page_ranges_token_limits_and_stable_ids() -> None:
+    pages = [f"Page marker p{n}. " + "The tide turns twice a day. " * 40 for n in range(11, 15)]
+    chunker = Chunker(EMBEDDER, max_tokens=64, overlap=8)
+    out, done = chunker(_pages(pages))
+    assert isinstance(out, ChunkBatch) and isinstance(done, WindowChunked)
+    assert done.items == len(out.chunks) > 4
+    for chunk in out.chunks:
+        assert chunk.tokens <= 64
+        assert chunk.id == chunk_id("t1", "d1", VERSION, 2, chunk.index)
+        for n in range(11, 15):
+            if f"p{n}." in chunk.text:
+                assert chunk.page_start <= n <= chunk.page_end
+    assert out.chunks[0].page_start == 11 and out.chunks[-1].page_end == 14
+    again, _ = chunker(_pages(pages))
+    assert again == out  # deterministic: a replay yields the same chunks and ids
+
+
+def test_a_window_without_text_yields_an_empty_batch_not_an_error() -> None:
+    out, done = Chunker(EMBEDDER, 64, 8)(_pages(["", "  "]))
+    assert isinstance(out, ChunkBatch) and out.chunks == []
+    assert isinstance(done, WindowChunked) and done.items == 0
+
+
+def test_embed_returns_normalised_vectors_that_rank_the_right_chunk_first() -> None:
+    chunker = Chunker(EMBEDDER, 64, 0)
+    chunks, _ = chunker(_pages(["The harbour master lights forty-two blue lanterns.",
+                                "Grain and timber are loaded at berth five."]))  # fmt: skip
+    assert isinstance(chunks, ChunkBatch)
+    out, done = Embed(EMBEDDER)(chunks)
+    assert isinstance(out, VectorBatch) and isinstance(done, WindowEmbedded)
+    vectors = np.stack([c.vector_values() for c in out.chunks])
+    assert vectors.shape == (len(chunks.chunks), 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-4)
+    query = EMBEDDER.embed(["How many lanterns are lit?"])[0]
+    best = out.chunks[int(np.argmax(vectors @ query))]
+    assert "lanterns" in best.text
+    assert done.tokens == sum(c.tokens for c in chunks.chunks)
+
+
+def test_the_bundled_sample_has_its_sentence_on_its_page() -> None:
+    (page,) = extractors.PDF_BACKENDS["pypdfium2"](SAMPLE, SAMPLE_PAGE, SAMPLE_PAGE)
+    assert SAMPLE_SENTENCE in " ".join(page.text.split())
