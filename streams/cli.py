@@ -261,7 +261,7 @@ def search_command(
         score = "" if h.distance is None else f"{1 - h.distance:.3f}"
         pages = f"{h.page_start}" if h.page_start == h.page_end else f"{h.page_start}-{h.page_end}"
         text = " ".join(h.text.split())
-        table.add_row(score, h.document_id, pages, text[:300] + ("…" if len(text) > 300 else ""))
+        table.add_row(score, h.document_id, pages, text[:600] + ("…" if len(text) > 600 else ""))
     console.print(table)
 
 

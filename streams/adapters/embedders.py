@@ -140,6 +140,23 @@ class OpenAIEmbedder:
         )
 
     def embed(self, texts: Sequence[str]) -> Vectors:
+        parts = [self._request(texts[a:b]) for a, b in self._request_bounds(texts)]
+        return np.concatenate(parts) if parts else np.empty((0, self.dimensions), np.float32)
+
+    def _request_bounds(self, texts: Sequence[str]) -> list[tuple[int, int]]:
+        """Slices of ``texts`` that each fit one request's input and token limits."""
+        bounds, start, tokens = [], 0, 0
+        for i, text in enumerate(texts):
+            n = self.count_tokens(text)
+            if i > start and (i - start >= MAX_REQUEST_INPUTS or tokens + n > MAX_REQUEST_TOKENS):
+                bounds.append((start, i))
+                start, tokens = i, 0
+            tokens += n
+        if start < len(texts):
+            bounds.append((start, len(texts)))
+        return bounds
+
+    def _request(self, texts: Sequence[str]) -> Vectors:
         import openai
 
         try:
@@ -161,6 +178,10 @@ class OpenAIEmbedder:
         normalised: Vectors = (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
         return normalised
 
+
+# OpenAI's documented per-request limits for embeddings.
+MAX_REQUEST_INPUTS = 2048
+MAX_REQUEST_TOKENS = 300_000
 
 _OPENAI_DIMENSIONS = {
     "text-embedding-3-small": 1536,
