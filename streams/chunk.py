@@ -54,25 +54,8 @@ class Chunker:
                     tokens=max(1, self.embedder.count_tokens(piece)),
                 )
             )
-        out = ChunkBatch(
-            tenant_id=batch.tenant_id,
-            document_id=batch.document_id,
-            version=batch.version,
-            window=batch.window,
-            window_count=batch.window_count,
-            chunks=chunks,
-            filename=batch.filename,
-            content_type=batch.content_type,
-            metadata=batch.metadata,
-        )
-        done = WindowChunked(
-            tenant_id=batch.tenant_id,
-            document_id=batch.document_id,
-            version=batch.version,
-            window=batch.window,
-            window_count=batch.window_count,
-            items=len(chunks),
-        )
+        out = ChunkBatch(**batch.carried(), chunks=chunks)
+        done = WindowChunked(**batch.window_identity(), items=len(chunks))
         return [out, done]
 
 

@@ -36,24 +36,13 @@ class Embed:
             for c, v in zip(batch.chunks, vectors, strict=True)
         ]
         out = VectorBatch(
-            tenant_id=batch.tenant_id,
-            document_id=batch.document_id,
-            version=batch.version,
-            window=batch.window,
-            window_count=batch.window_count,
+            **batch.carried(),
             model=self.embedder.model,
             dimensions=self.embedder.dimensions,
             chunks=chunks,
-            filename=batch.filename,
-            content_type=batch.content_type,
-            metadata=batch.metadata,
         )
         done = WindowEmbedded(
-            tenant_id=batch.tenant_id,
-            document_id=batch.document_id,
-            version=batch.version,
-            window=batch.window,
-            window_count=batch.window_count,
+            **batch.window_identity(),
             items=len(chunks),
             tokens=sum(c.tokens for c in batch.chunks),
         )

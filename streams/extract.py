@@ -31,23 +31,9 @@ class Extract:
             pages = [Page(number=task.page_start, text=text)]
         else:
             raise PoisonInput(f"no extractor for {task.content_type}")
-        batch = PageBatch(
-            tenant_id=task.tenant_id,
-            document_id=task.document_id,
-            version=task.version,
-            window=task.window,
-            window_count=task.window_count,
-            pages=pages,
-            filename=task.filename,
-            content_type=task.content_type,
-            metadata=task.metadata,
-        )
+        batch = PageBatch(**task.carried(), pages=pages)
         done = WindowExtracted(
-            tenant_id=task.tenant_id,
-            document_id=task.document_id,
-            version=task.version,
-            window=task.window,
-            window_count=task.window_count,
+            **task.window_identity(),
             items=len(pages),
             failed_pages=sum(1 for p in pages if p.error),
         )

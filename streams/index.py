@@ -18,16 +18,7 @@ class Index:
 
     def __call__(self, batch: VectorBatch) -> list[Message]:
         written = self.index.upsert(batch)
-        return [
-            WindowIndexed(
-                tenant_id=batch.tenant_id,
-                document_id=batch.document_id,
-                version=batch.version,
-                window=batch.window,
-                window_count=batch.window_count,
-                items=written,
-            )
-        ]
+        return [WindowIndexed(**batch.window_identity(), items=written)]
 
 
 def make_stage(settings: Settings) -> Stage[VectorBatch]:

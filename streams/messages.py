@@ -90,6 +90,33 @@ class WindowMessage(DocumentMessage):
     def kafka_key(self) -> bytes:
         return f"{self.tenant_id}/{self.document_id}:{self.window}".encode()
 
+    def window_identity(self) -> dict[str, Any]:
+        """The fields that name this window, for the messages and events derived from it."""
+        return {
+            "tenant_id": self.tenant_id,
+            "document_id": self.document_id,
+            "version": self.version,
+            "window": self.window,
+            "window_count": self.window_count,
+        }
+
+
+class WindowPayload(WindowMessage):
+    """Work messages that carry the document's context down the pipeline to the index."""
+
+    content_type: str
+    filename: str | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+    def carried(self) -> dict[str, Any]:
+        """Identity plus context: what the next stage's output repeats unchanged."""
+        return {
+            **self.window_identity(),
+            "content_type": self.content_type,
+            "filename": self.filename,
+            "metadata": self.metadata,
+        }
+
 
 # --- ingest --------------------------------------------------------------------------------
 class DocumentSubmitted(DocumentMessage):
@@ -115,15 +142,12 @@ class DocumentSubmitted(DocumentMessage):
 
 
 # --- work messages -------------------------------------------------------------------------
-class ExtractTask(WindowMessage):
+class ExtractTask(WindowPayload):
     topic_key: ClassVar[str] = "extract-tasks"
     type: Literal["ExtractTask"] = "ExtractTask"
     blob: str = Field(description="Blob store key of the downloaded content.")
-    content_type: str
     page_start: int = Field(ge=1, description="First page of the window, 1-based.")
     page_end: int = Field(ge=1, description="Last page of the window, inclusive.")
-    filename: str | None = None
-    metadata: Metadata = Field(default_factory=dict)
 
 
 class Page(BaseModel):
@@ -133,13 +157,10 @@ class Page(BaseModel):
     error: str | None = Field(default=None, description="Why this page has no text, if it failed.")
 
 
-class PageBatch(WindowMessage):
+class PageBatch(WindowPayload):
     topic_key: ClassVar[str] = "pages"
     type: Literal["PageBatch"] = "PageBatch"
     pages: list[Page]
-    filename: str | None = None
-    content_type: str
-    metadata: Metadata = Field(default_factory=dict)
 
 
 class Chunk(BaseModel):
@@ -152,13 +173,10 @@ class Chunk(BaseModel):
     tokens: int = Field(ge=1)
 
 
-class ChunkBatch(WindowMessage):
+class ChunkBatch(WindowPayload):
     topic_key: ClassVar[str] = "chunks"
     type: Literal["ChunkBatch"] = "ChunkBatch"
     chunks: list[Chunk]
-    filename: str | None = None
-    content_type: str
-    metadata: Metadata = Field(default_factory=dict)
 
 
 class EmbeddedChunk(Chunk):
@@ -168,15 +186,12 @@ class EmbeddedChunk(Chunk):
         return decode_vector(self.vector)
 
 
-class VectorBatch(WindowMessage):
+class VectorBatch(WindowPayload):
     topic_key: ClassVar[str] = "vectors"
     type: Literal["VectorBatch"] = "VectorBatch"
     model: str
     dimensions: int = Field(ge=1)
     chunks: list[EmbeddedChunk]
-    filename: str | None = None
-    content_type: str
-    metadata: Metadata = Field(default_factory=dict)
 
 
 def encode_vector(values: Any) -> str:

@@ -68,9 +68,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serving(behaviour: Behaviour) -> Iterator[str]:
-    """Serve on 127.0.0.1 on a free port; yields the base URL."""
-    handler = type("Handler", (_Handler,), {"behaviour": behaviour})
+def run_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 on a free port, in a thread; yields the base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -79,3 +78,9 @@ def serving(behaviour: Behaviour) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serving(behaviour: Behaviour) -> Iterator[str]:
+    with run_server(type("Handler", (_Handler,), {"behaviour": behaviour})) as url:
+        yield url

@@ -4,16 +4,16 @@ the API's JSON shapes and error bodies, and a log of what each request carried."
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import orjson
 
 from streams.adapters.embedders import LocalMiniLM
+from tests.http_server import run_server
 
 
 @dataclass
@@ -64,12 +64,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def serving(api: EmbeddingsApi) -> Iterator[str]:
-    handler = type("Handler", (_Handler,), {"api": api})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """The API on a free loopback port; yields its base URL (…/v1), as `base_url` wants it."""
+    with run_server(type("Handler", (_Handler,), {"api": api})) as url:
+        yield f"{url}/v1"

@@ -32,17 +32,7 @@ def one_chunk_per_page(batch: PageBatch) -> list[ChunkBatch]:
         )
         for i, page in enumerate(batch.pages)
     ]
-    return [
-        ChunkBatch(
-            tenant_id=batch.tenant_id,
-            document_id=batch.document_id,
-            version=batch.version,
-            window=batch.window,
-            window_count=batch.window_count,
-            chunks=chunks,
-            content_type=batch.content_type,
-        )
-    ]
+    return [ChunkBatch(**batch.carried(), chunks=chunks)]
 
 
 STAGE = Stage(name="test-chunk", input=PageBatch, handle=one_chunk_per_page)
