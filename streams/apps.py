@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streams import chunk, download, embed, extract, index
+from streams.health import serve
 from streams.runner import Runner, Stage
 from streams.settings import Settings
 
@@ -32,6 +33,8 @@ _MAX_QUICK_EXITS = 3
 def run_stage(name: str, settings: Settings) -> None:
     runner = Runner(STAGES[name](settings), settings)
     runner.install_signal_handlers()
+    if settings.metrics_port:
+        serve(runner.health, settings.metrics_host, settings.metrics_port)
     runner.run()
 
 
@@ -49,6 +52,8 @@ def run_all(settings: Settings, names: list[str]) -> int:
 
     def spawn(name: str) -> None:
         env = {**os.environ, "DOCSTREAMS_INSTANCE_ID": settings.instance_id or "local"}
+        if settings.metrics_port:
+            env["DOCSTREAMS_METRICS_PORT"] = str(settings.metrics_port + names.index(name))
         children[name] = subprocess.Popen([sys.executable, "-m", "streams", "run", name], env=env)
         started[name] = time.monotonic()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -263,6 +264,61 @@ def search_command(
         text = " ".join(h.text.split())
         table.add_row(score, h.document_id, pages, text[:600] + ("…" if len(text) > 600 else ""))
     console.print(table)
+
+
+# --- operations ----------------------------------------------------------------------------
+@app.command("lag")
+@clear_errors
+def lag_command(
+    json: Annotated[bool, typer.Option("--json")] = False,
+    watch: Annotated[float, typer.Option(help="Repeat every N seconds (0: once).")] = 0.0,
+) -> None:
+    """Consumer lag of each stage: per partition with --json, totals per stage otherwise."""
+    import time
+
+    from streams.lag import stage_lags
+
+    settings = Settings()
+    while True:
+        rows = stage_lags(settings)
+        if json:
+            typer.echo(orjson.dumps([r.to_dict() for r in rows]).decode())
+        else:
+            table = Table("stage", "group", "topic", "lag", "partitions behind")
+            for stage in dict.fromkeys(r.stage for r in rows):
+                mine = [r for r in rows if r.stage == stage]
+                behind = [str(r.partition) for r in mine if r.lag]
+                table.add_row(stage, mine[0].group, mine[0].topic,
+                              str(sum(r.lag for r in mine)), ",".join(behind) or "-")  # fmt: skip
+            console.print(table)
+        if not watch:
+            return
+        time.sleep(watch)
+
+
+@app.command("lag-exporter")
+@clear_errors
+def lag_exporter_command(
+    port: Annotated[int, typer.Option(help="Port of /metrics.")] = 9308,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Serve kafka_exporter-compatible lag series of every stage at /metrics (for KEDA too)."""
+    import signal
+    import threading
+
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from streams.lag import LagCollector
+
+    registry = CollectorRegistry()
+    registry.register(LagCollector(Settings()))
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    console.print(f"lag exporter on http://{host}:{port}/metrics")
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stopped.wait()
+    server.shutdown()
 
 
 # --- schemas -------------------------------------------------------------------------------

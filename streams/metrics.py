@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+RECORDS_IN = Counter(
+    "docstreams_records_in_total",
+    "Input records whose batch committed (processed or dead-lettered).",
+    ["stage"],
+)
+MESSAGES_OUT = Counter(
+    "docstreams_messages_out_total",
+    "Messages a stage produced in committed transactions, by topic and message type.",
+    ["stage", "topic", "type"],
+)
 RECORDS = Counter(
     "docstreams_records_total",
     "Input records handled by a stage, by outcome (ok, retried, dead_lettered).",

@@ -25,6 +25,7 @@ import signal
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from pydantic import ValidationError
 
 from streams import metrics
 from streams.errors import DownstreamUnavailable, FatalRunnerError, PoisonInput
+from streams.health import Health
 from streams.kafka_clients import base_config
 from streams.messages import DeadLetter, DocumentFailed, InvalidWireMessage
 from streams.messages import Message as WireMessage
@@ -88,6 +90,8 @@ class Runner(Generic[In]):
         }
         self._stop = threading.Event()
         self._paused_until = 0.0
+        # Live while the loop turns; a batch may take up to the transaction timeout.
+        self.health = Health(stall_after_s=settings.transaction_timeout_s * 2)
 
     # --- lifecycle -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -105,11 +109,13 @@ class Runner(Generic[In]):
             self.producer = Producer(self._producer_config())
             resources.callback(self.producer.flush, 10)
             self.producer.init_transactions(self.settings.transaction_timeout_s)
+            self.health.producer_ready = True
             self.consumer.subscribe(
                 [self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
             )
             log.info("%s: consuming %s as %s", self.stage.name, self.input_topic, self.group_id)
             while not self._stop.is_set():
+                self.health.beat()
                 self._resume_if_due()
                 records = self.consumer.consume(
                     self.settings.batch_max_messages, self.settings.batch_max_wait_s
@@ -122,21 +128,26 @@ class Runner(Generic[In]):
     def _process(self, batch: _Batch) -> None:
         started = time.monotonic()
         self._kafka_call(self.producer.begin_transaction)
+        produced: Counter[tuple[str, str]] = Counter()
         try:
             for record in batch.records:
-                for topic, key, value in self._outputs(record):
+                for topic, key, value, kind in self._outputs(record):
                     self._produce(topic, key, value)
+                    produced[(topic, kind)] += 1
         except DownstreamUnavailable as exc:
             self._abort_and_rewind(batch, f"downstream unavailable: {exc}")
-            self._pause(exc.retry_after_s)
+            self._pause(exc.retry_after_s, str(exc))
             return
         except BaseException:
             self._abort_and_rewind(batch, "unexpected error")
             raise
-        self._commit(batch)
+        if self._commit(batch):
+            for (topic, kind), count in produced.items():
+                metrics.MESSAGES_OUT.labels(self.stage.name, topic, kind).inc(count)
+            metrics.RECORDS_IN.labels(self.stage.name).inc(len(batch.records))
         metrics.BATCH_SECONDS.labels(self.stage.name).observe(time.monotonic() - started)
 
-    def _commit(self, batch: _Batch) -> None:
+    def _commit(self, batch: _Batch) -> bool:
         """1. offsets into the transaction  2. commit (flushes outputs)  3. on abortable errors:
         abort, rewind, and let the batch be consumed again."""
         offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()]
@@ -152,9 +163,10 @@ class Runner(Generic[In]):
             error: KafkaError = exc.args[0]
             if error.txn_requires_abort():
                 self._abort_and_rewind(batch, str(error))
-                return
+                return False
             raise FatalRunnerError(f"{self.stage.name}: commit failed: {error}") from exc
         metrics.TRANSACTIONS.labels(self.stage.name, "committed").inc()
+        return True
 
     def _abort_and_rewind(self, batch: _Batch, why: str) -> None:
         log.warning("%s: aborting a batch of %d: %s", self.stage.name, len(batch.records), why)
@@ -169,7 +181,7 @@ class Runner(Generic[In]):
                 self.consumer.seek(TopicPartition(topic, partition, offset))
 
     # --- one record -------------------------------------------------------------------------
-    def _outputs(self, record: Message) -> list[tuple[str, bytes, bytes]]:
+    def _outputs(self, record: Message) -> list[tuple[str, bytes, bytes, str]]:
         """The records to produce for one input: its outputs, or its dead letter."""
         attempts = 0
         while True:
@@ -191,7 +203,7 @@ class Runner(Generic[In]):
                 log.warning("%s: attempt %d failed (%r), retrying", self.stage.name, attempts, exc)
                 time.sleep(min(delay * random.uniform(0.5, 1.5), _MAX_RETRY_SLEEP_S))  # noqa: S311
 
-    def _encode(self, message: WireMessage) -> tuple[str, bytes, bytes]:
+    def _encode(self, message: WireMessage) -> tuple[str, bytes, bytes, str]:
         topic = topic_name(self.settings, message.topic_key)
         value = message.to_wire()
         if len(value) > self._limits[topic]:
@@ -199,11 +211,11 @@ class Runner(Generic[In]):
             raise PoisonInput(
                 f"output {type(message).__name__} is {len(value)} bytes, over {topic}'s limit"
             )
-        return topic, message.kafka_key(), value
+        return topic, message.kafka_key(), value, type(message).__name__
 
     def _dead_letter(
         self, record: Message, exc: BaseException, attempts: int
-    ) -> list[tuple[str, bytes, bytes]]:
+    ) -> list[tuple[str, bytes, bytes, str]]:
         reason = str(exc) or type(exc).__name__
         ids = _identity(record.value())
         log.error(
@@ -277,27 +289,35 @@ class Runner(Generic[In]):
         log.warning("%s: consumer error: %s", self.stage.name, error)
         return False
 
-    def _pause(self, seconds: float) -> None:
+    def _pause(self, seconds: float, reason: str) -> None:
         assignment = self.consumer.assignment()
         if assignment:
             self.consumer.pause(assignment)
         self._paused_until = time.monotonic() + seconds
+        self.health.paused_because = reason
         metrics.PAUSED.labels(self.stage.name).set(1)
 
     def _resume_if_due(self) -> None:
         if self._paused_until and time.monotonic() >= self._paused_until:
             self.consumer.resume(self.consumer.assignment())
             self._paused_until = 0.0
+            self.health.paused_because = None
             metrics.PAUSED.labels(self.stage.name).set(0)
 
     def _on_assign(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
         log.info("%s: assigned %s", self.stage.name, [p.partition for p in partitions])
+        # Cooperative rebalancing: assignments arrive as increments.
+        self.health.assigned = sorted(
+            {*(self.health.assigned or []), *(p.partition for p in partitions)}
+        )
         if self._paused_until:
             consumer.pause(list(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
         # Every batch is committed or aborted before the next poll, so nothing is in flight.
         log.info("%s: revoked %s", self.stage.name, [p.partition for p in partitions])
+        gone = {p.partition for p in partitions}
+        self.health.assigned = [p for p in self.health.assigned or [] if p not in gone]
 
     def _consumer_config(self) -> dict[str, Any]:
         config = {

@@ -123,6 +123,14 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(
         default=0.5, ge=0, description="First retry delay; doubles per attempt, with jitter."
     )
+    metrics_port: Port | None = Field(
+        default=None,
+        description="Port of each app's /metrics, /healthz and /readyz; unset: not served. "
+        "`run all` gives its stages this port + 0..4.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address the endpoints bind (0.0.0.0 in a pod)."
+    )
     instance_id: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9._-]{1,100}$",

@@ -1,0 +1,71 @@
+"""Each app's HTTP endpoints: /metrics (Prometheus), /healthz (live), /readyz (ready)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import orjson
+from prometheus_client import make_wsgi_app
+
+_metrics_app = make_wsgi_app()
+
+
+@dataclass
+class Health:
+    """What the runner reports about itself; read by the probes."""
+
+    stall_after_s: float
+    last_loop: float = field(default_factory=time.monotonic)
+    producer_ready: bool = False
+    assigned: list[int] | None = None  # None until the group's first assignment
+    paused_because: str | None = None
+
+    def beat(self) -> None:
+        self.last_loop = time.monotonic()
+
+    def live(self) -> bool:
+        return time.monotonic() - self.last_loop < self.stall_after_s
+
+    def ready(self) -> bool:
+        return (
+            self.live()
+            and self.producer_ready
+            and self.assigned is not None
+            and self.paused_because is None
+        )
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "live": self.live(),
+            "ready": self.ready(),
+            "producer_ready": self.producer_ready,
+            "assigned_partitions": self.assigned,
+            "paused_because": self.paused_because,
+            "seconds_since_loop": round(time.monotonic() - self.last_loop, 1),
+        }
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve(health: Health, host: str, port: int) -> WSGIServer:
+    """Start the endpoints in a daemon thread; returns the server (``shutdown()`` stops it)."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path in ("/healthz", "/readyz"):
+            ok = health.live() if path == "/healthz" else health.ready()
+            start_response("200 OK" if ok else "503 Service Unavailable",
+                           [("Content-Type", "application/json")])  # fmt: skip
+            return [orjson.dumps(health.report())]
+        return _metrics_app(environ, start_response)
+
+    server = make_server(host, port, app, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="health").start()
+    return server
