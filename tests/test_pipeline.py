@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from streams.messages import ChunkBatch, DeadLetter, DocumentSubmitted
 from streams.producer import submit
 from streams.progress import DocumentProgress, follow
 from streams.settings import Settings, as_environment
+from streams.stack import Stack
 from streams.topics import create_topics
 from tests.http_server import Behaviour, serving
 from tests.kafka_helpers import read_topic, wait_for
@@ -206,5 +208,36 @@ def test_sigkill_of_the_embed_process_loses_and_duplicates_nothing(
     index = ChunkIndex(settings)
     try:
         assert index.count(TENANT, "killed-embed") == len(set(ids)) == len(ids)
+    finally:
+        index.close()
+
+
+def test_a_weaviate_outage_pauses_indexing_and_nothing_is_dead_lettered(
+    pipeline: tuple[Settings, psutil.Process], stack_settings: Settings
+) -> None:
+    settings, _ = pipeline
+    weaviate = Stack(stack_settings).weaviate
+    weaviate.stop()
+    try:
+        request = submit(settings, str(SAMPLE), TENANT, "during-outage")
+
+        def embedded() -> bool:
+            return any(
+                e["type"] == "WindowEmbedded" and e["document_id"] == "during-outage"
+                for e in map(orjson.loads, read_topic(settings, "events"))
+            )
+
+        wait_for(embedded, timeout_s=120)  # it reached the index stage, which cannot write
+        time.sleep(3)
+    finally:
+        weaviate.start()
+        weaviate.wait_healthy(120)
+    progress = follow(settings, TENANT, "during-outage", request.submitted_at, timeout_s=180)
+    assert progress.done and progress.failure is None
+    letters = [DeadLetter.from_wire(v) for v in read_topic(settings, "dlq")]
+    assert not [d for d in letters if d.document_id == "during-outage"]
+    index = ChunkIndex(settings)
+    try:
+        assert index.count(TENANT, "during-outage") == progress.chunks > 0
     finally:
         index.close()
