@@ -39,6 +39,8 @@ schemas_app = typer.Typer(
     help="JSON Schemas of the messages, generated from streams/messages.py.", no_args_is_help=True
 )
 app.add_typer(schemas_app, name="schemas")
+dlq_app = typer.Typer(help="Dead letters: input a stage could not process.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -319,6 +321,48 @@ def lag_exporter_command(
     with contextlib.suppress(KeyboardInterrupt):
         stopped.wait()
     server.shutdown()
+
+
+# --- dead letters --------------------------------------------------------------------------
+@dlq_app.command("list")
+@clear_errors
+def dlq_list(json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every dead letter: its id, stage, document and reason."""
+    from streams.dlq import list_dead_letters
+
+    entries = list_dead_letters(Settings())
+    if json:
+        rows = [{"id": e.id, **e.letter.model_dump(mode="json")} for e in entries]
+        typer.echo(orjson.dumps(rows).decode())
+        return
+    table = Table("id", "stage", "tenant/document", "reason", "attempts", "failed at")
+    for e in entries:
+        d = e.letter
+        table.add_row(e.id, d.stage, f"{d.tenant_id}/{d.document_id}", d.reason[:120],
+                      str(d.attempts), d.failed_at.isoformat(timespec="seconds"))  # fmt: skip
+    console.print(table)
+
+
+@dlq_app.command("replay")
+@clear_errors
+def dlq_replay(
+    ids: Annotated[list[str] | None, typer.Argument(help="Ids from `dlq list`.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter.")] = False,
+) -> None:
+    """Re-publish dead letters to the topic they came from (after fixing the cause)."""
+    from streams.dlq import list_dead_letters, replay
+
+    if not ids and not all_:
+        raise DocstreamsError("name dead letter ids (see `docstreams dlq list`) or pass --all")
+    settings = Settings()
+    entries = list_dead_letters(settings)
+    if not all_:
+        known = {e.id for e in entries}
+        unknown = [i for i in ids or [] if i not in known]
+        if unknown:
+            raise DocstreamsError(f"no dead letter with id {', '.join(unknown)}")
+        entries = [e for e in entries if e.id in set(ids or [])]
+    console.print(f"replayed {replay(settings, entries)} record(s)")
 
 
 # --- schemas -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from streams.adapters import extractors
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.fetch import AddressGuard, Fetcher
+from streams.errors import PoisonInput
 from streams.messages import DocumentPlanned, DocumentSubmitted, ExtractTask, Message
 from streams.runner import Stage
 from streams.settings import Settings
@@ -48,7 +49,13 @@ class Download:
         fetched = self.fetcher.fetch(request.source, partial)
         blob = self.store.commit(partial, request.tenant_id, request.document_id, fetched.sha256)
         path = self.store.path(blob)
+        if fetched.size == 0:
+            raise PoisonInput("empty document (0 bytes)")
         content_type = extractors.sniff(path, request.filename)
+        claimed = _claimed_type(request)
+        if claimed and claimed != content_type:
+            # Typically an error or login page served instead of the document.
+            raise PoisonInput(f"the request says {claimed} but the bytes are {content_type}")
         pages = extractors.pdf_page_count(path) if content_type == extractors.PDF else 0
         per_window = request.pages_per_window or self.settings.pages_per_window
         windows = plan_windows(content_type, pages, fetched.size, self.settings, per_window)
@@ -82,6 +89,16 @@ class Download:
         return [*tasks, planned]
 
 
+def _claimed_type(request: DocumentSubmitted) -> str | None:
+    """The type the caller claims, from content_type or the file name's extension (PDF only:
+    other text types are too loosely labelled to refuse on)."""
+    hint = (request.content_type or "").split(";")[0].strip().lower()
+    name = (request.filename or request.source.split("?", 1)[0]).lower()
+    if hint == extractors.PDF or name.endswith(".pdf"):
+        return extractors.PDF
+    return None
+
+
 def _filename(source: str) -> str | None:
     name = source.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
     return name[:512] or None
@@ -94,6 +111,7 @@ def make_stage(settings: Settings) -> Stage[DocumentSubmitted]:
         attempts=settings.fetch_attempts,
         max_bytes=settings.max_download_bytes,
         allow_local=settings.allow_local_sources,
+        min_bytes_per_s=settings.fetch_min_bytes_per_s,
     )
     handler = Download(settings, LocalBlobStore(settings.blob_dir), fetcher)
     return Stage("download", DocumentSubmitted, handler)

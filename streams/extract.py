@@ -31,6 +31,10 @@ class Extract:
             pages = [Page(number=task.page_start, text=text)]
         else:
             raise PoisonInput(f"no extractor for {task.content_type}")
+        if pages and all(p.error for p in pages):
+            raise PoisonInput(
+                f"every page of window {task.window} failed to extract; first: {pages[0].error}"
+            )
         batch = PageBatch(**task.carried(), pages=pages)
         done = WindowExtracted(
             **task.window_identity(),

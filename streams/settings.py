@@ -156,6 +156,11 @@ class Settings(BaseSettings):
     )
     fetch_attempts: int = Field(default=5, ge=1, description="Tries per download (resuming).")
     fetch_timeout_s: float = Field(default=30.0, gt=0, description="Connect and read timeout.")
+    fetch_min_bytes_per_s: int = Field(
+        default=1024,
+        ge=0,
+        description="Slowest average download rate accepted (after 10 s); catches trickling.",
+    )
     pages_per_window: int = Field(
         default=25, ge=1, le=1000, description="Pages per ExtractTask (requests may override)."
     )

@@ -18,6 +18,7 @@ class Behaviour:
     cut_after: int | None = None  # first GET of a file stops after this many body bytes
     ignore_range: bool = False
     redirects: dict[str, str] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)  # path -> status, every time
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range)
     _cut_done: set[str] = field(default_factory=set)
 
@@ -35,6 +36,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         b = self.behaviour
         b.requests.append((self.path, self.headers.get("Range")))
+        if self.path in b.statuses:
+            self.send_error(b.statuses[self.path])
+            return
         if self.path in b.redirects:
             self.send_response(302)
             self.send_header("Location", b.redirects[self.path])

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.kafka_clients import admin_client, base_config
+from streams.messages import PageBatch
+from streams.runner import Runner, Stage
 from streams.settings import Settings
 from streams.topics import topic_name
 
@@ -41,3 +45,16 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.3)
+
+
+@contextmanager
+def running(stage: Stage[PageBatch], settings: Settings) -> Iterator[Runner[PageBatch]]:
+    runner = Runner(stage, settings)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        thread.join(60)
+        assert not thread.is_alive(), "runner did not stop"

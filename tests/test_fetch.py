@@ -11,7 +11,7 @@ import pytest
 
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.fetch import AddressGuard, Fetcher
-from streams.errors import PoisonInput
+from streams.errors import PoisonInput, TransientError
 from tests.http_server import Behaviour, serving
 
 LOOPBACK = ["127.0.0.1/32"]
@@ -138,3 +138,11 @@ def test_blob_keys_never_leave_the_store(tmp_path: Path) -> None:
         store.path("../../etc/passwd")
     partial = store.partial("t1", "../../evil")
     assert partial.data.resolve().is_relative_to(tmp_path.resolve())
+
+
+def test_a_trickling_server_is_cut_off_by_the_minimum_rate() -> None:
+    fetcher = _fetcher(min_bytes_per_s=1024)
+    fetcher._check_pace("u", received=5, seconds=5)  # judged only after the grace period
+    fetcher._check_pace("u", received=2_000_000, seconds=30)
+    with pytest.raises(TransientError, match="under the minimum of 1024 B/s"):
+        fetcher._check_pace("u", received=30, seconds=30)  # 1 byte per second

@@ -137,8 +137,15 @@ def test_bad_documents_are_dead_lettered_with_their_reason_and_the_next_one_comp
     encrypted = write_pdf(tmp_path / "locked.pdf", ["secret"], password="pw")
     truncated = tmp_path / "cut.pdf"
     truncated.write_bytes(SAMPLE.read_bytes()[:1500])
-    with serving(Behaviour()) as base:
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    login_page = tmp_path / "report.pdf"  # an HTML page saved where the PDF was expected
+    login_page.write_text("<!DOCTYPE html><html><body>Please sign in</body></html>")
+    with serving(Behaviour(statuses={"/flaky.pdf": 500})) as base:
         failures = {
+            "empty": _submit_and_wait(settings, str(empty), "empty"),
+            "login": _submit_and_wait(settings, str(login_page), "login"),
+            "err500": _submit_and_wait(settings, f"{base}/flaky.pdf", "err500"),
             "locked": _submit_and_wait(settings, str(encrypted), "locked"),
             "cut": _submit_and_wait(settings, str(truncated), "cut"),
             "gone": _submit_and_wait(settings, f"{base}/gone.pdf", "gone"),
@@ -151,6 +158,9 @@ def test_bad_documents_are_dead_lettered_with_their_reason_and_the_next_one_comp
     assert "truncated or corrupt" in reasons["cut"]
     assert "HTTP 404" in reasons["gone"]
     assert "not a public address" in reasons["metadata"]
+    assert reasons["empty"] == "empty document (0 bytes)"
+    assert "says application/pdf but the bytes are text/html" in reasons["login"]
+    assert "HTTP 500" in reasons["err500"]
     letters = {d.document_id: d for d in map(DeadLetter.from_wire, read_topic(settings, "dlq"))}
     for doc in failures:
         assert letters[doc].stage == "download" and letters[doc].reason == reasons[doc]

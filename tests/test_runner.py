@@ -6,22 +6,23 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
+import orjson
 import pytest
 from confluent_kafka import Producer
+from typer.testing import CliRunner
 
+from streams.cli import app
 from streams.errors import DownstreamUnavailable, PoisonInput
 from streams.kafka_clients import admin_client, base_config
 from streams.messages import ChunkBatch, DeadLetter, DocumentFailed, Message, Page, PageBatch
-from streams.runner import Runner, Stage
+from streams.runner import Stage
 from streams.settings import Settings, as_environment
 from streams.topics import create_topics, topic_name
-from tests.kafka_helpers import read_topic, wait_for
+from tests.kafka_helpers import read_topic, running, wait_for
 from tests.runner_app import STAGE, one_chunk_per_page
 
 pytestmark = pytest.mark.stack
@@ -49,19 +50,6 @@ def _publish(settings: Settings, records: Iterable[bytes | Message]) -> None:
     assert producer.flush(30) == 0
 
 
-@contextmanager
-def _running(stage: Stage[PageBatch], settings: Settings) -> Iterator[Runner[PageBatch]]:
-    runner = Runner(stage, settings)
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    try:
-        yield runner
-    finally:
-        runner.stop()
-        thread.join(60)
-        assert not thread.is_alive(), "runner did not stop"
-
-
 def _chunk_docs(settings: Settings, isolation: str = "read_committed") -> list[str]:
     return [ChunkBatch.from_wire(v).document_id for v in read_topic(settings, "chunks", isolation)]
 
@@ -69,11 +57,11 @@ def _chunk_docs(settings: Settings, isolation: str = "read_committed") -> list[s
 def test_every_input_yields_its_outputs_exactly_once(topics: Settings) -> None:
     docs = [f"doc-{i}" for i in range(40)]
     _publish(topics, [_page_batch(d) for d in docs])
-    with _running(STAGE, topics):
+    with running(STAGE, topics):
         wait_for(lambda: len(_chunk_docs(topics)) >= len(docs))
     assert sorted(_chunk_docs(topics)) == sorted(docs)
     # The checkpoint moved with the outputs: a restarted runner finds nothing left to do.
-    with _running(STAGE, topics):
+    with running(STAGE, topics):
         time.sleep(3)
     assert sorted(_chunk_docs(topics)) == sorted(docs)
 
@@ -86,7 +74,7 @@ def test_poison_input_is_dead_lettered_and_the_partition_keeps_flowing(topics: S
 
     _publish(topics, [_page_batch("doc-a"), b"{not json", b'{"type": "PageBatch"}',
                       _page_batch("doc-b"), _page_batch("doc-c")])  # fmt: skip
-    with _running(Stage("test-chunk", PageBatch, refuse_doc_b), topics):
+    with running(Stage("test-chunk", PageBatch, refuse_doc_b), topics):
         wait_for(lambda: len(read_topic(topics, "dlq")) >= 3 and len(_chunk_docs(topics)) >= 2)
 
     assert sorted(_chunk_docs(topics)) == ["doc-a", "doc-c"]
@@ -120,7 +108,7 @@ def test_a_failing_input_is_retried_then_dead_lettered_with_its_attempts(
         return one_chunk_per_page(batch)
 
     _publish(topics, [_page_batch("flaky-once"), _page_batch("always-bad")])
-    with _running(Stage("test-chunk", PageBatch, flaky), topics):
+    with running(Stage("test-chunk", PageBatch, flaky), topics):
         wait_for(lambda: len(read_topic(topics, "dlq")) >= 1 and len(_chunk_docs(topics)) >= 1)
 
     assert _chunk_docs(topics) == ["flaky-once"]
@@ -141,7 +129,7 @@ def test_downstream_unavailable_pauses_and_retries_without_dead_lettering(
         return one_chunk_per_page(batch)
 
     _publish(topics, [_page_batch("d1"), _page_batch("d2")])
-    with _running(Stage("test-chunk", PageBatch, weaviate_down_twice), topics):
+    with running(Stage("test-chunk", PageBatch, weaviate_down_twice), topics):
         wait_for(lambda: len(_chunk_docs(topics)) >= 2)
     assert sorted(_chunk_docs(topics)) == ["d1", "d2"]
     assert read_topic(topics, "dlq") == []
@@ -182,3 +170,30 @@ def test_sigkill_in_the_middle_of_a_transaction_leaves_no_duplicates(
         child.kill()
     assert sorted(_chunk_docs(settings)) == docs  # each exactly once
     assert len(_chunk_docs(settings, "read_uncommitted")) > len(docs)  # the aborted copies
+
+
+def test_dead_letters_are_listed_and_replayed_to_their_topic_after_a_fix(
+    topics: Settings,
+) -> None:
+    fixed = {"yes": False}
+
+    def refuse_until_fixed(batch: PageBatch) -> list[ChunkBatch]:
+        if not fixed["yes"]:
+            raise PoisonInput("unsupported encoding")
+        return one_chunk_per_page(batch)
+
+    env = as_environment(topics)
+    _publish(topics, [_page_batch("doc-x")])
+    with running(Stage("test-chunk", PageBatch, refuse_until_fixed), topics):
+        wait_for(lambda: len(read_topic(topics, "dlq")) == 1)
+        listed = CliRunner().invoke(app, ["dlq", "list", "--json"], env=env)
+        (entry,) = orjson.loads(listed.stdout)
+        assert (entry["stage"], entry["document_id"]) == ("test-chunk", "doc-x")
+        assert entry["reason"] == "unsupported encoding"
+
+        fixed["yes"] = True  # the cause is fixed: replay the dead letter
+        replayed = CliRunner().invoke(app, ["dlq", "replay", entry["id"]], env=env)
+        assert replayed.exit_code == 0 and "replayed 1 record" in replayed.stdout
+        wait_for(lambda: _chunk_docs(topics) == ["doc-x"])
+    unknown = CliRunner().invoke(app, ["dlq", "replay", "9:999"], env=env)
+    assert unknown.exit_code == 1 and "no dead letter with id 9:999" in unknown.stderr

@@ -29,6 +29,7 @@ from streams.errors import PoisonInput, TransientError
 MAX_REDIRECTS = 5
 _CHUNK_BYTES = 1 << 20
 _MAX_RETRY_AFTER_S = 60.0
+_PACE_GRACE_S = 10.0  # slow starts are normal; judge the rate after this
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -78,9 +79,11 @@ class Fetcher:
         attempts: int,
         max_bytes: int,
         allow_local: bool,
+        min_bytes_per_s: int = 1024,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.guard = guard
+        self.min_bytes_per_s = min_bytes_per_s
         self.attempts = attempts
         self.max_bytes = max_bytes
         self.allow_local = allow_local
@@ -153,8 +156,10 @@ class Fetcher:
             out.seek(resumed_from)
             out.truncate()
             # No chunk size: httpx would buffer up to it, and lose that much on a cut.
+            began = time.monotonic()
             for block in response.iter_raw():
                 size += len(block)
+                self._check_pace(url, size - resumed_from, time.monotonic() - began)
                 if size > self.max_bytes:
                     partial.discard()
                     raise PoisonInput(f"{url}: over the size cap of {self.max_bytes} bytes")
@@ -186,6 +191,14 @@ class Fetcher:
             if urlsplit(url).scheme not in ("http", "https"):
                 raise PoisonInput(f"refused redirect to {url[:200]!r}")
         raise PoisonInput(f"more than {MAX_REDIRECTS} redirects")
+
+    def _check_pace(self, url: str, received: int, seconds: float) -> None:
+        """A server that trickles bytes never trips the read timeout; a minimum rate does."""
+        if seconds > _PACE_GRACE_S and received / seconds < self.min_bytes_per_s:
+            raise TransientError(
+                f"{url}: {received / seconds:.0f} B/s after {seconds:.0f}s, "
+                f"under the minimum of {self.min_bytes_per_s} B/s"
+            )
 
     @staticmethod
     def _honour_retry_after(response: httpx.Response) -> None:
