@@ -17,11 +17,13 @@ from confluent_kafka import (
     ConsumerGroupTopicPartitions,
     IsolationLevel,
     KafkaError,
+    KafkaException,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_fixed
 
 from streams.kafka_clients import admin_client, base_config
 from streams.messages import (
@@ -72,6 +74,29 @@ def stage_lags(settings: Settings, stages: Iterable[str] = STAGE_INPUTS) -> list
     return result
 
 
+_TRANSIENT_CODES = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError._TIMED_OUT,
+    KafkaError._UNKNOWN_TOPIC,
+}
+
+
+def _transient(exc: BaseException) -> bool:
+    """Leader elections and fresh topics answer with these for a moment; asking again works."""
+    if not isinstance(exc, KafkaException):
+        return False
+    error: KafkaError = exc.args[0]
+    return error.retriable() or error.code() in _TRANSIENT_CODES
+
+
+@retry(retry=retry_if_exception(_transient), stop=stop_after_delay(30), wait=wait_fixed(0.5),
+       reraise=True)  # fmt: skip
 def _group_lags(
     admin: AdminClient, settings: Settings, stage: str, group: str, topic: str
 ) -> list[PartitionLag]:

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from streams.messages import (
+    DeadLetter,
+    Message,
+    WindowEmbedded,
+    WindowExtracted,
+    WindowIndexed,
+)
 
 RECORDS_IN = Counter(
     "docstreams_records_in_total",
@@ -35,3 +45,28 @@ PAUSED = Gauge(
     "1 while a stage has paused its partitions (a downstream system pushed back).",
     ["stage"],
 )
+PAGES = Counter("docstreams_pages_extracted_total", "Pages extracted.", ["stage"])
+PAGES_FAILED = Counter("docstreams_pages_failed_total", "Pages whose text failed.", ["stage"])
+CHUNKS = Counter("docstreams_chunks_embedded_total", "Chunks embedded.", ["stage"])
+TOKENS = Counter("docstreams_embedding_tokens_total", "Tokens sent to the embedder.", ["stage"])
+OBJECTS = Counter(
+    "docstreams_weaviate_objects_written_total", "Objects Weaviate acknowledged.", ["stage"]
+)
+DEAD_LETTERS = Counter(
+    "docstreams_dead_letters_total", "Records dead-lettered, by error class.", ["stage", "error"]
+)
+
+
+def count_committed(stage: str, messages: Iterable[Message]) -> None:
+    """Domain counters from a committed batch's outputs (so replays never double-count)."""
+    for m in messages:
+        if isinstance(m, WindowExtracted):
+            PAGES.labels(stage).inc(m.items)
+            PAGES_FAILED.labels(stage).inc(m.failed_pages)
+        elif isinstance(m, WindowEmbedded):
+            CHUNKS.labels(stage).inc(m.items)
+            TOKENS.labels(stage).inc(m.tokens)
+        elif isinstance(m, WindowIndexed):
+            OBJECTS.labels(stage).inc(m.items)
+        elif isinstance(m, DeadLetter):
+            DEAD_LETTERS.labels(stage, m.error_class).inc()

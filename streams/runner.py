@@ -90,6 +90,7 @@ class Runner(Generic[In]):
         }
         self._stop = threading.Event()
         self._paused_until = 0.0
+        self._batch_messages: list[WireMessage] = []  # outputs of the batch in flight
         # Live while the loop turns; a batch may take up to the transaction timeout.
         self.health = Health(stall_after_s=settings.transaction_timeout_s * 2)
 
@@ -129,6 +130,7 @@ class Runner(Generic[In]):
         started = time.monotonic()
         self._kafka_call(self.producer.begin_transaction)
         produced: Counter[tuple[str, str]] = Counter()
+        self._batch_messages = []
         try:
             for record in batch.records:
                 for topic, key, value, kind in self._outputs(record):
@@ -144,6 +146,7 @@ class Runner(Generic[In]):
         if self._commit(batch):
             for (topic, kind), count in produced.items():
                 metrics.MESSAGES_OUT.labels(self.stage.name, topic, kind).inc(count)
+            metrics.count_committed(self.stage.name, self._batch_messages)
             metrics.RECORDS_IN.labels(self.stage.name).inc(len(batch.records))
         metrics.BATCH_SECONDS.labels(self.stage.name).observe(time.monotonic() - started)
 
@@ -188,7 +191,9 @@ class Runner(Generic[In]):
             attempts += 1
             try:
                 message = self.stage.input.from_wire(record.value())
-                outputs = [self._encode(m) for m in self.stage.handle(message)]
+                messages = list(self.stage.handle(message))
+                outputs = [self._encode(m) for m in messages]
+                self._batch_messages += messages
                 metrics.RECORDS.labels(self.stage.name, "ok").inc()
                 return outputs
             except DownstreamUnavailable:
@@ -240,6 +245,7 @@ class Runner(Generic[In]):
             original_value=_b64(record.value()),
         )
         outputs = [self._encode(letter)]
+        self._batch_messages.append(letter)
         try:
             failed = DocumentFailed(
                 tenant_id=ids.get("tenant_id", ""),

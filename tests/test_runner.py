@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Producer
+from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from streams.cli import app
@@ -90,6 +91,10 @@ def test_poison_input_is_dead_lettered_and_the_partition_keeps_flowing(topics: S
     assert "pages" in letters[1].reason  # names the missing field
     assert letters[2].reason == "doc-b is encrypted" and letters[2].document_id == "doc-b"
     assert letters[2].original_value is not None and letters[2].source_topic.endswith("pages")
+    dead = REGISTRY.get_sample_value(
+        "docstreams_dead_letters_total", {"stage": "test-chunk", "error": "InvalidWireMessage"}
+    )
+    assert dead is not None and dead >= 2
     failed = [DocumentFailed.from_wire(v) for v in read_topic(topics, "events")]
     assert [(f.document_id, f.stage, f.reason) for f in failed] == [
         ("doc-b", "test-chunk", "doc-b is encrypted")
