@@ -74,6 +74,21 @@ def _submit_and_wait(settings: Settings, source: str, document_id: str) -> Docum
     return follow(settings, TENANT, document_id, request.submitted_at, timeout_s=240)
 
 
+def _weaviate_count(settings: Settings, document_id: str, version: str | None = None) -> int:
+    index = ChunkIndex(settings)
+    try:
+        return index.count(TENANT, document_id, version)
+    finally:
+        index.close()
+
+
+def _has_event(settings: Settings, event_type: str, document_id: str) -> bool:
+    return any(
+        e["type"] == event_type and e["document_id"] == document_id
+        for e in map(orjson.loads, read_topic(settings, "events"))
+    )
+
+
 def _chunk_ids(settings: Settings) -> dict[tuple[str, str], list[str]]:
     """Chunk ids the chunk stage produced, per (document, version), in commit order."""
     ids: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -106,18 +121,14 @@ def test_documents_of_every_type_become_searchable_chunks(
     }
     results = {doc: _submit_and_wait(settings, src, doc) for doc, src in sources.items()}
 
-    index = ChunkIndex(settings)
     produced = _chunk_ids(settings)
-    try:
-        for doc, progress in results.items():
-            assert progress.failure is None, (doc, progress.failure)
-            assert progress.done and progress.version, doc
-            ids = produced[(doc, progress.version)]
-            assert ids and len(ids) == len(set(ids)), doc
-            assert index.count(TENANT, doc, progress.version) == len(ids) == progress.chunks, doc
-        assert results["long"].window_count == 7  # 130 pages / 20 per window
-    finally:
-        index.close()
+    for doc, progress in results.items():
+        assert progress.failure is None, (doc, progress.failure)
+        assert progress.done and progress.version, doc
+        ids = produced[(doc, progress.version)]
+        assert ids and len(ids) == len(set(ids)), doc
+        assert _weaviate_count(settings, doc, progress.version) == len(ids) == progress.chunks, doc
+    assert results["long"].window_count == 7  # 130 pages / 20 per window
 
     found = CliRunner().invoke(
         app, ["search", "How many blue lanterns are lit on the north pier?", "--tenant", TENANT,
@@ -177,11 +188,7 @@ def test_same_submission_twice_gives_the_same_chunk_ids(
     ids = _chunk_ids(settings)[("twice", str(first.version))]
     half = len(ids) // 2
     assert half and ids[:half] == ids[half:]  # the second run produced exactly the same ids
-    index = ChunkIndex(settings)
-    try:
-        assert index.count(TENANT, "twice") == half
-    finally:
-        index.close()
+    assert _weaviate_count(settings, "twice") == half
 
 
 def test_sigkill_of_the_embed_process_loses_and_duplicates_nothing(
@@ -195,12 +202,7 @@ def test_sigkill_of_the_embed_process_loses_and_duplicates_nothing(
         found = [p for p in supervisor.children() if "embed" in p.cmdline()]
         return found[0] if found else None
 
-    def some_windows_embedded() -> bool:
-        events = [orjson.loads(v) for v in read_topic(settings, "events")]
-        return any(e["type"] == "WindowEmbedded" and e["document_id"] == "killed-embed"
-                   for e in events)  # fmt: skip
-
-    wait_for(some_windows_embedded, timeout_s=120)
+    wait_for(lambda: _has_event(settings, "WindowEmbedded", "killed-embed"), timeout_s=120)
     victim = embed_process()
     assert victim is not None
     victim.send_signal(signal.SIGKILL)
@@ -215,11 +217,7 @@ def test_sigkill_of_the_embed_process_loses_and_duplicates_nothing(
     progress = follow(settings, TENANT, "killed-embed", request.submitted_at, timeout_s=300)
     assert progress.done and progress.failure is None
     ids = _chunk_ids(settings)[("killed-embed", str(progress.version))]
-    index = ChunkIndex(settings)
-    try:
-        assert index.count(TENANT, "killed-embed") == len(set(ids)) == len(ids)
-    finally:
-        index.close()
+    assert _weaviate_count(settings, "killed-embed") == len(set(ids)) == len(ids)
 
 
 def test_a_weaviate_outage_pauses_indexing_and_nothing_is_dead_lettered(
@@ -230,14 +228,8 @@ def test_a_weaviate_outage_pauses_indexing_and_nothing_is_dead_lettered(
     weaviate.stop()
     try:
         request = submit(settings, str(SAMPLE), TENANT, "during-outage")
-
-        def embedded() -> bool:
-            return any(
-                e["type"] == "WindowEmbedded" and e["document_id"] == "during-outage"
-                for e in map(orjson.loads, read_topic(settings, "events"))
-            )
-
-        wait_for(embedded, timeout_s=120)  # it reached the index stage, which cannot write
+        # It reached the index stage, which cannot write.
+        wait_for(lambda: _has_event(settings, "WindowEmbedded", "during-outage"), timeout_s=120)
         time.sleep(3)
     finally:
         weaviate.start()
@@ -246,8 +238,4 @@ def test_a_weaviate_outage_pauses_indexing_and_nothing_is_dead_lettered(
     assert progress.done and progress.failure is None
     letters = [DeadLetter.from_wire(v) for v in read_topic(settings, "dlq")]
     assert not [d for d in letters if d.document_id == "during-outage"]
-    index = ChunkIndex(settings)
-    try:
-        assert index.count(TENANT, "during-outage") == progress.chunks > 0
-    finally:
-        index.close()
+    assert _weaviate_count(settings, "during-outage") == progress.chunks > 0
