@@ -239,3 +239,28 @@ def test_a_weaviate_outage_pauses_indexing_and_nothing_is_dead_lettered(
     letters = [DeadLetter.from_wire(v) for v in read_topic(settings, "dlq")]
     assert not [d for d in letters if d.document_id == "during-outage"]
     assert _weaviate_count(settings, "during-outage") == progress.chunks > 0
+
+
+def test_a_rolling_restart_of_every_stage_while_documents_flow_loses_nothing(
+    pipeline: tuple[Settings, psutil.Process], tmp_path: Path
+) -> None:
+    settings, supervisor = pipeline
+    requests = [
+        submit(settings, str(write_pdf(tmp_path / f"r{i}.pdf", numbered_pages(60, f"roll{i}"))),
+               TENANT, f"rolling-{i}")
+        for i in range(3)
+    ]  # fmt: skip
+    for stage in ("download", "extract", "chunk", "embed", "index"):
+        (old,) = [p for p in supervisor.children() if p.cmdline()[-1] == stage]
+        old.send_signal(signal.SIGTERM)  # graceful: finish or abort the batch, leave the group
+        old.wait(60)  # exits within a bounded time (raises TimeoutExpired otherwise)
+
+        def replaced(stage: str = stage, old: psutil.Process = old) -> bool:
+            return any(p.cmdline()[-1] == stage and p.pid != old.pid for p in supervisor.children())
+
+        wait_for(replaced, timeout_s=30)
+    for request in requests:
+        progress = follow(settings, TENANT, request.document_id, request.submitted_at, 240)
+        assert progress.done and progress.failure is None, request.document_id
+        ids = _chunk_ids(settings)[(request.document_id, str(progress.version))]
+        assert _weaviate_count(settings, request.document_id) == len(ids) == len(set(ids)) > 0
