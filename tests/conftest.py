@@ -8,14 +8,25 @@ DOCSTREAMS_TEST_REUSE_STACK=1 to run against an already running `docstreams stac
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
+from types import FrameType
 
 import pytest
 
 from streams.settings import Settings
 from streams.stack import Stack
 from streams.stack.ports import private_stack_settings
+
+
+def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # A CI timeout or `kill` sends SIGTERM. Treated as Ctrl-C, pytest ends the session and
+    # runs the fixtures' teardown, which stops the stack and the stage processes.
+    raise KeyboardInterrupt
+
+
+signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
 
 
 @pytest.fixture(scope="session")
