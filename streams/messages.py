@@ -17,8 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from streams.errors import DocstreamsError
 
-SCHEMA_VERSION = 1
-
 TenantId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 # Never used as a path: the blob store keys files by sha256.
 DocumentId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")]

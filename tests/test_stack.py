@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 from typer.testing import CliRunner
 from weaviate.classes.config import Configure, DataType, Property
@@ -23,6 +23,7 @@ from streams.settings import Settings, as_environment
 from streams.stack import Stack
 from streams.stack.ports import private_stack_settings
 from streams.weaviate_clients import connect_weaviate
+from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.stack
 runner = CliRunner()
@@ -34,37 +35,6 @@ def _new_topic(settings: Settings, partitions: int = 1) -> str:
     fut = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
     fut[topic].result(timeout=30)
     return topic
-
-
-def _consume_all(
-    settings: Settings, topic: str, isolation: str, expect_at_least: int
-) -> list[bytes]:
-    consumer = Consumer(
-        {
-            **base_config(settings),
-            "group.id": f"test-{uuid.uuid4().hex[:8]}",
-            "isolation.level": isolation,
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    values: list[bytes] = []
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            error, value = msg.error(), msg.value()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF and len(values) >= expect_at_least:
-                    break
-            elif value is not None:
-                values.append(value)
-    finally:
-        consumer.close()
-    return values
 
 
 def _next_offset(msg: Message) -> int:
@@ -91,9 +61,9 @@ def test_read_committed_consumer_sees_committed_records_and_never_aborted_ones(
     producer.produce(topic, value=b"b1")
     producer.commit_transaction(30)
 
-    assert _consume_all(settings, topic, "read_committed", 3) == [b"a1", b"a2", b"b1"]
+    assert read_topic(settings, "scratch", "read_committed") == [b"a1", b"a2", b"b1"]
     # The control: read_uncommitted does see the aborted record, so the test above can fail.
-    assert b"aborted" in _consume_all(settings, topic, "read_uncommitted", 4)
+    assert b"aborted" in read_topic(settings, "scratch", "read_uncommitted")
 
 
 def test_offsets_sent_to_a_transaction_commit_only_with_it(settings: Settings) -> None:
@@ -145,7 +115,7 @@ def test_offsets_sent_to_a_transaction_commit_only_with_it(settings: Settings) -
     committed = consumer.committed([TopicPartition(source, 0)], timeout=10)[0].offset
     assert committed == _next_offset(msgs[1])
     consumer.close()
-    assert _consume_all(settings, sink, "read_committed", 2) == [b"0", b"1"]
+    assert read_topic(settings, "sink", "read_committed") == [b"0", b"1"]
 
 
 def test_weaviate_collection_with_self_provided_vectors_is_queried_back(

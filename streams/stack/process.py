@@ -126,17 +126,6 @@ def port_owner(port: int) -> int | None:
     return None
 
 
-def is_descendant_or_self(pid: int | None, root: psutil.Process) -> bool:
-    if pid is None:
-        return False
-    if pid == root.pid:
-        return True
-    try:
-        return any(child.pid == pid for child in root.children(recursive=True))
-    except psutil.Error:
-        return False
-
-
 def tail(path: Path, lines: int = 20) -> str:
     """The last lines of a log file, for error messages."""
     try:
