@@ -1,4 +1,5 @@
-"""Stage apps: each stage is `Runner(stage)` in its own process; `run all` supervises them."""
+"""Apps: each stage is `Runner(stage)` in its own process, plus the tracker; `run all`
+supervises them all."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ STAGES: dict[str, Callable[[Settings], Stage[Any]]] = {
     "embed": embed.make_stage,
     "index": index.make_stage,
 }
+APPS = [*STAGES, "tracker"]
 _RESTART_DELAY_S = 2.0
 _QUICK_EXIT_S = 15.0
 _MAX_QUICK_EXITS = 3

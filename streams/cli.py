@@ -180,16 +180,20 @@ def topics_list() -> None:
 @app.command("run")
 @clear_errors
 def run_command(
-    stage: Annotated[str, typer.Argument(help="download|extract|chunk|embed|index|all")],
+    stage: Annotated[str, typer.Argument(help="download|extract|chunk|embed|index|tracker|all")],
 ) -> None:
-    """Run one stage app in this process, or every stage as its own process (`all`)."""
-    from streams.apps import STAGES, run_all, run_stage
+    """Run one app in this process, or every app as its own process (`all`)."""
+    from streams.apps import APPS, STAGES, run_all, run_stage
+    from streams.tracker import run_tracker
 
     settings = Settings()
     if stage == "all":
-        raise typer.Exit(run_all(settings, list(STAGES)))
+        raise typer.Exit(run_all(settings, list(APPS)))
+    if stage == "tracker":
+        run_tracker(settings)
+        return
     if stage not in STAGES:
-        raise DocstreamsError(f"unknown stage {stage!r}: one of {', '.join(STAGES)} or all")
+        raise DocstreamsError(f"unknown app {stage!r}: one of {', '.join(APPS)} or all")
     run_stage(stage, settings)
 
 
@@ -200,7 +204,9 @@ def submit_command(
     tenant: Annotated[str, typer.Option("--tenant", "-t")],
     document_id: Annotated[str | None, typer.Option("--document-id", "-d")] = None,
     callback_url: Annotated[str | None, typer.Option("--callback-url")] = None,
-    wait: Annotated[bool, typer.Option(help="Wait until every window is indexed.")] = False,
+    wait: Annotated[
+        bool, typer.Option(help="Wait until the tracker says completed (or failed).")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 600.0,
 ) -> None:
     """Publish a DocumentSubmitted to the ingest topic."""
@@ -230,11 +236,52 @@ def submit_command(
         f = result.failure
         raise DocstreamsError(f"{request.document_id} failed in {f.stage}: {f.reason}")
     if not result.done:
-        raise DocstreamsError(f"{request.document_id} not indexed within {timeout:.0f}s")
-    console.print(
-        f"[green]✓[/] {request.document_id}: {result.window_count} windows, "
-        f"{result.chunks} chunks indexed (version {str(result.version)[:12]})"
+        raise DocstreamsError(f"{request.document_id} not completed within {timeout:.0f}s")
+    done = result.completed
+    how = (
+        "unchanged content, nothing re-indexed"
+        if done and done.reused_unchanged
+        else (f"{result.window_count} windows")
     )
+    console.print(
+        f"[green]✓[/] {request.document_id}: {how}, {result.chunks} chunks searchable "
+        f"(version {str(result.version)[:12]}, {done.tokens_spent if done else 0} tokens)"
+    )
+
+
+@app.command("status")
+@clear_errors
+def status_command(
+    document_id: Annotated[str, typer.Argument()],
+    tenant: Annotated[str, typer.Option("--tenant", "-t")],
+    json: Annotated[bool, typer.Option("--json")] = False,
+    watch: Annotated[bool, typer.Option(help="Follow with a progress bar until done.")] = False,
+) -> None:
+    """A document's state from the tracker's status API."""
+    from streams.status_client import document_status, print_status, watch_status
+
+    settings = Settings()
+    if watch and not json:
+        state = watch_status(settings, tenant, document_id, console)
+    else:
+        state = document_status(settings, tenant, document_id)
+    if json:
+        typer.echo(orjson.dumps(state).decode())
+    else:
+        print_status(state, console)
+
+
+@app.command("delete")
+@clear_errors
+def delete_command(
+    document_id: Annotated[str, typer.Argument()],
+    tenant: Annotated[str, typer.Option("--tenant", "-t")],
+) -> None:
+    """Remove a document (every version) from the index: a delete request on the ingest topic."""
+    from streams.producer import request_delete
+
+    request = request_delete(Settings(), tenant, document_id)
+    console.print(f"delete requested for {request.tenant_id}/{request.document_id}")
 
 
 @app.command("search")

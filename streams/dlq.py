@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from streams.errors import DocstreamsError
-from streams.kafka_clients import admin_client, base_config
+from streams.kafka_clients import admin_client, base_config, producer_config
 from streams.messages import DeadLetter, InvalidWireMessage
 from streams.settings import Settings
 from streams.topics import topic_name
@@ -58,7 +58,7 @@ def list_dead_letters(settings: Settings) -> list[Entry]:
 
 def replay(settings: Settings, entries: Iterable[Entry]) -> int:
     """Re-publish each dead letter's original record to its source topic; returns the count."""
-    producer = Producer({**base_config(settings), "enable.idempotence": True})
+    producer = Producer(producer_config(settings))
     count = 0
     for entry in entries:
         letter = entry.letter

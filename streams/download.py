@@ -2,18 +2,32 @@
 
 Windows are page ranges for PDFs, byte ranges (whole lines) for plain text and Markdown, and a
 single window for HTML and DOCX (parsed whole, under a size cap).
+
+Content whose sha256 is already the document's current, indexed version is not planned again:
+DocumentPlanned says ``unchanged`` and no task is sent, so nothing is re-extracted or re-embedded.
+Delete requests share the ingest topic; the tracker carries them out, so they pass by here.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 from streams.adapters import extractors
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.fetch import AddressGuard, Fetcher
+from streams.adapters.weaviate_store import ChunkIndex, CurrentVersion
 from streams.errors import PoisonInput
-from streams.messages import DocumentPlanned, DocumentSubmitted, ExtractTask, Message
+from streams.messages import (
+    DeleteRequested,
+    DocumentPlanned,
+    DocumentSubmitted,
+    ExtractTask,
+    IngestRequest,
+    Message,
+    ingest_from_wire,
+)
 from streams.runner import Stage
 from streams.settings import Settings
 
@@ -38,13 +52,22 @@ def plan_windows(content_type: str, pages: int, size: int, settings: Settings,
     return [Window(w + 1, w + 1) for w in range(count)]
 
 
+class CurrentVersions(Protocol):
+    def current(self, tenant_id: str, document_id: str) -> CurrentVersion | None: ...
+
+
 class Download:
-    def __init__(self, settings: Settings, store: LocalBlobStore, fetcher: Fetcher) -> None:
+    def __init__(
+        self, settings: Settings, store: LocalBlobStore, fetcher: Fetcher, versions: CurrentVersions
+    ) -> None:
         self.settings = settings
         self.store = store
         self.fetcher = fetcher
+        self.versions = versions
 
-    def __call__(self, request: DocumentSubmitted) -> list[Message]:
+    def __call__(self, request: IngestRequest) -> list[Message]:
+        if isinstance(request, DeleteRequested):
+            return []
         partial = self.store.partial(request.tenant_id, request.document_id)
         fetched = self.fetcher.fetch(request.source, partial)
         blob = self.store.commit(partial, request.tenant_id, request.document_id, fetched.sha256)
@@ -56,6 +79,22 @@ class Download:
         if claimed and claimed != content_type:
             # Typically an error or login page served instead of the document.
             raise PoisonInput(f"the request says {claimed} but the bytes are {content_type}")
+        current = self.versions.current(request.tenant_id, request.document_id)
+        if current is not None and current.version == fetched.sha256:
+            return [
+                DocumentPlanned(
+                    tenant_id=request.tenant_id,
+                    document_id=request.document_id,
+                    stage="download",
+                    version=fetched.sha256,
+                    window_count=0,
+                    pages=0,
+                    bytes=fetched.size,
+                    content_type=content_type,
+                    blob=blob,
+                    unchanged=True,
+                )
+            ]
         pages = extractors.pdf_page_count(path) if content_type == extractors.PDF else 0
         per_window = request.pages_per_window or self.settings.pages_per_window
         windows = plan_windows(content_type, pages, fetched.size, self.settings, per_window)
@@ -85,6 +124,7 @@ class Download:
             pages=pages,
             bytes=fetched.size,
             content_type=content_type,
+            blob=blob,
         )
         return [*tasks, planned]
 
@@ -104,7 +144,7 @@ def _filename(source: str) -> str | None:
     return name[:512] or None
 
 
-def make_stage(settings: Settings) -> Stage[DocumentSubmitted]:
+def make_stage(settings: Settings) -> Stage[IngestRequest]:
     fetcher = Fetcher(
         AddressGuard(settings.fetch_allowlist),
         timeout_s=settings.fetch_timeout_s,
@@ -113,5 +153,5 @@ def make_stage(settings: Settings) -> Stage[DocumentSubmitted]:
         allow_local=settings.allow_local_sources,
         min_bytes_per_s=settings.fetch_min_bytes_per_s,
     )
-    handler = Download(settings, LocalBlobStore(settings.blob_dir), fetcher)
-    return Stage("download", DocumentSubmitted, handler)
+    handler = Download(settings, LocalBlobStore(settings.blob_dir), fetcher, ChunkIndex(settings))
+    return Stage("download", DocumentSubmitted, handler, decode=ingest_from_wire)

@@ -8,6 +8,7 @@ orjson encoding of ``model_dump(mode="json")``; vectors travel as base64 little-
 from __future__ import annotations
 
 import base64
+import resource
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -139,6 +140,35 @@ class DocumentSubmitted(DocumentMessage):
     request_id: str | None = Field(default=None, max_length=128)
 
 
+class DeleteRequested(DocumentMessage):
+    """A request to remove a document (every version) from the index; the tracker carries it
+    out and marks the document deleted."""
+
+    topic_key: ClassVar[str] = "ingest"
+    type: Literal["DeleteRequested"] = "DeleteRequested"
+    requested_at: datetime = Field(default_factory=utc_now)
+    request_id: str | None = Field(default=None, max_length=128)
+
+
+IngestRequest = DocumentSubmitted | DeleteRequested
+
+
+def ingest_from_wire(value: bytes | None) -> IngestRequest:
+    """Decode a record of the ingest topic, which carries two request types."""
+    kind = _wire_type(value)
+    if kind == "DeleteRequested":
+        return DeleteRequested.from_wire(value)  # type: ignore[no-any-return]
+    return DocumentSubmitted.from_wire(value)  # type: ignore[no-any-return]
+
+
+def _wire_type(value: bytes | None) -> object:
+    try:
+        data = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    return data.get("type") if isinstance(data, dict) else None
+
+
 # --- work messages -------------------------------------------------------------------------
 class ExtractTask(WindowPayload):
     topic_key: ClassVar[str] = "extract-tasks"
@@ -201,10 +231,20 @@ def decode_vector(encoded: str) -> np.ndarray[Any, np.dtype[np.float32]]:
 
 
 # --- events (docs.events, folded by the tracker) -------------------------------------------
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 class StageEvent(DocumentMessage):
     topic_key: ClassVar[str] = "events"
     stage: str
     at: datetime = Field(default_factory=utc_now)
+    peak_rss_bytes: int | None = Field(
+        default_factory=peak_rss_bytes,
+        ge=0,
+        description="Peak RSS of the process that emitted the event (the tracker keeps the max).",
+    )
 
 
 class DocumentPlanned(StageEvent):
@@ -214,6 +254,11 @@ class DocumentPlanned(StageEvent):
     pages: int = Field(ge=0)
     bytes: int = Field(ge=0)
     content_type: str
+    blob: str | None = Field(default=None, description="Blob store key of the content.")
+    unchanged: bool = Field(
+        default=False,
+        description="This version is already indexed and current: nothing is re-extracted.",
+    )
 
 
 class WindowDone(StageEvent):
@@ -256,6 +301,52 @@ class DocumentFailed(StageEvent):
     window: int | None = None
 
 
+class DocumentCompleted(StageEvent):
+    """The tracker checked the index and made this version the searchable one."""
+
+    type: Literal["DocumentCompleted"] = "DocumentCompleted"
+    stage: Literal["tracker"] = "tracker"
+    submitted_at: datetime | None = Field(
+        default=None, description="submitted_at of the request this completes."
+    )
+    version: Sha256Hex
+    chunks: int = Field(ge=0)
+    reused_unchanged: bool = False
+    tokens_spent: int = Field(default=0, ge=0)
+
+
+class DocumentDeleted(StageEvent):
+    type: Literal["DocumentDeleted"] = "DocumentDeleted"
+    stage: Literal["tracker"] = "tracker"
+    objects_deleted: int = Field(ge=0)
+
+
+class CallbackResult(StageEvent):
+    """How delivering one callback ended (recorded in the document's status)."""
+
+    type: Literal["CallbackResult"] = "CallbackResult"
+    stage: Literal["tracker"] = "tracker"
+    idempotency_key: str
+    event: str
+    outcome: Literal["delivered", "failed", "skipped"]
+    status_code: int | None = None
+    attempts: int = Field(ge=0)
+    detail: str | None = Field(default=None, max_length=4000)
+
+
+# --- callbacks (docs.callbacks, delivered by the tracker) ----------------------------------
+class CallbackDue(DocumentMessage):
+    """A callback to deliver. It carries the exact body and idempotency key, so a redelivery
+    after a crash sends the same bytes; the signing key is looked up by tenant, never sent."""
+
+    topic_key: ClassVar[str] = "callbacks"
+    type: Literal["CallbackDue"] = "CallbackDue"
+    url: str = Field(pattern=r"^https?://", max_length=4096)
+    event: Literal["document.completed", "document.failed"]
+    idempotency_key: str = Field(pattern=r"^[0-9a-f]{32}$")
+    body: str = Field(description="The JSON body to POST, exactly as signed.")
+
+
 # --- dead letters --------------------------------------------------------------------------
 class DeadLetter(Message):
     """Input a stage could not process, with why, and the original record to replay."""
@@ -291,5 +382,10 @@ WIRE_TYPES: tuple[type[Message], ...] = (
     WindowEmbedded,
     WindowIndexed,
     DocumentFailed,
+    DeleteRequested,
+    DocumentCompleted,
+    DocumentDeleted,
+    CallbackResult,
+    CallbackDue,
     DeadLetter,
 )

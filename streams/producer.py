@@ -1,4 +1,4 @@
-"""Publishing requests to the ingest topic (used by `docstreams submit` and by callers)."""
+"""Publishing requests to the ingest topic (used by `docstreams submit|delete` and callers)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from streams.errors import DocstreamsError
-from streams.kafka_clients import base_config
-from streams.messages import DocumentSubmitted
+from streams.kafka_clients import producer_config
+from streams.messages import DeleteRequested, DocumentMessage, DocumentSubmitted
 from streams.settings import Settings
 from streams.topics import topic_name
 
@@ -36,10 +36,20 @@ def submit(
             **{k: v for k, v in fields.items() if v is not None},
         }
     )
-    producer = Producer({**base_config(settings), "enable.idempotence": True})
+    _publish(settings, request)
+    return request
+
+
+def request_delete(settings: Settings, tenant_id: str, document_id: str) -> DeleteRequested:
+    request = DeleteRequested(tenant_id=tenant_id, document_id=document_id)
+    _publish(settings, request)
+    return request
+
+
+def _publish(settings: Settings, request: DocumentMessage) -> None:
+    producer = Producer(producer_config(settings))
     producer.produce(
         topic_name(settings, "ingest"), key=request.kafka_key(), value=request.to_wire()
     )
     if producer.flush(30):
         raise DocstreamsError("the ingest topic did not acknowledge the request within 30 s")
-    return request

@@ -1,4 +1,8 @@
-"""Following one document's progress on the events topic (for `submit --wait`)."""
+"""Following one document's progress on the events topic (for `submit --wait`).
+
+Done means the tracker's verdict: DocumentCompleted (indexed, counted, searchable) or
+DocumentFailed; WindowIndexed events only move the progress bar.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.kafka_clients import admin_client, base_config
-from streams.messages import DocumentFailed, DocumentPlanned, WindowIndexed
+from streams.messages import DocumentCompleted, DocumentFailed, DocumentPlanned, WindowIndexed
 from streams.settings import Settings
 from streams.topics import topic_name
 
@@ -27,12 +31,12 @@ class DocumentProgress:
     indexed: set[int] = field(default_factory=set)
     chunks: int = 0
     failure: DocumentFailed | None = None
+    completed: DocumentCompleted | None = None
+    submitted_at: datetime | None = None  # the request followed
 
     @property
     def done(self) -> bool:
-        return self.failure is not None or (
-            self.window_count is not None and len(self.indexed) >= self.window_count
-        )
+        return self.failure is not None or self.completed is not None
 
     def apply(self, event: dict[str, object], raw: bytes) -> None:
         kind = event.get("type")
@@ -49,6 +53,12 @@ class DocumentProgress:
                 self.chunks += done.items
         elif kind == "DocumentFailed":
             self.failure = DocumentFailed.from_wire(raw)
+        elif kind == "DocumentCompleted":
+            completed = DocumentCompleted.from_wire(raw)
+            if self.submitted_at is not None and completed.submitted_at != self.submitted_at:
+                return  # the tracker finishing an earlier request of this document
+            self.completed = completed
+            self.version, self.chunks = completed.version, completed.chunks
 
 
 def follow(
@@ -59,7 +69,7 @@ def follow(
     timeout_s: float,
     on_update: Callable[[DocumentProgress], None] = lambda _: None,
 ) -> DocumentProgress:
-    """Fold the document's events from ``since`` on until it is indexed or failed."""
+    """Fold the document's events from ``since`` on until it is completed or failed."""
     topic = topic_name(settings, "events")
     consumer = Consumer(
         {
@@ -74,7 +84,7 @@ def follow(
     wanted = [TopicPartition(topic, p, start_ms) for p in partitions]
     consumer.assign(consumer.offsets_for_times(wanted, timeout=10))
     key = f"{tenant_id}/{document_id}".encode()
-    progress = DocumentProgress()
+    progress = DocumentProgress(submitted_at=since)
     deadline = time.monotonic() + timeout_s
     try:
         while not progress.done and time.monotonic() < deadline:

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from streams import metrics
 from streams.errors import DownstreamUnavailable, FatalRunnerError, PoisonInput
 from streams.health import Health
-from streams.kafka_clients import base_config
+from streams.kafka_clients import base_config, producer_config
 from streams.messages import DeadLetter, DocumentFailed, InvalidWireMessage
 from streams.messages import Message as WireMessage
 from streams.settings import Settings
@@ -59,8 +59,13 @@ class Stage(Generic[In]):
     """A stage app: its name, the message type it consumes, and its pure handler."""
 
     name: str
-    input: type[In]
+    input: type[WireMessage]  # its topic_key names the input topic
     handle: Callable[[In], Iterable[WireMessage]]
+    # Bytes -> message; default: input.from_wire. A topic carrying several types needs its own.
+    decode: Callable[[bytes | None], In] | None = None
+
+    def decoded(self, value: bytes | None) -> In:
+        return self.decode(value) if self.decode else self.input.from_wire(value)
 
 
 @dataclass
@@ -190,7 +195,7 @@ class Runner(Generic[In]):
         while True:
             attempts += 1
             try:
-                message = self.stage.input.from_wire(record.value())
+                message = self.stage.decoded(record.value())
                 messages = list(self.stage.handle(message))
                 outputs = [self._encode(m) for m in messages]
                 self._batch_messages += messages
@@ -345,7 +350,7 @@ class Runner(Generic[In]):
 
     def _producer_config(self) -> dict[str, Any]:
         return {
-            **base_config(self.settings),
+            **producer_config(self.settings),
             "transactional.id": self.transactional_id,
             "transaction.timeout.ms": int(self.settings.transaction_timeout_s * 1000),
             "message.max.bytes": max(self._limits.values()) + _ENVELOPE_BYTES,

@@ -192,12 +192,62 @@ class Settings(BaseSettings):
     weaviate_collection: str = Field(
         default="DocstreamsChunk",
         pattern=r"^[A-Z][A-Za-z0-9_]{0,200}$",
-        description="Weaviate collection holding every tenant's chunks (one tenant each).",
+        description="Weaviate collection holding every tenant's chunks (one tenant each); "
+        "its companion <name>Version holds each document's current version.",
+    )
+
+    # --- tracker: status API, callbacks, cleanup -------------------------------------------
+    tracker_host: str = Field(
+        default="127.0.0.1", description="Address the tracker API binds (0.0.0.0 in a pod)."
+    )
+    tracker_port: Port = Field(default=18090, description="Port of the tracker's status API.")
+    tracker_advertised_host: str | None = Field(
+        default=None,
+        description="Host other tracker replicas use to reach this one (e.g. the pod IP); "
+        "requests for documents on another replica's partitions are forwarded there.",
+    )
+    tracker_url: str | None = Field(
+        default=None,
+        description="Where `docstreams status` finds the tracker's status API; default: "
+        "http://127.0.0.1:TRACKER_PORT.",
+    )
+    callback_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Callback signing keys by tenant id (JSON, e.g. {"acme": "..."}); the key '
+        '"*" signs for tenants without their own. A tenant without a key gets no callback.',
+    )
+    callback_secrets_file: Path | None = Field(
+        default=None,
+        description="JSON file of signing keys by tenant (a mounted Secret); merged over "
+        "CALLBACK_SECRETS and re-read when it changes.",
+    )
+    callback_timeout_s: float = Field(
+        default=10.0, gt=0, description="Connect/read timeout of one callback request."
+    )
+    callback_give_up_s: float = Field(
+        default=600.0, gt=0, description="How long a callback is retried before it is failed."
+    )
+    callback_allowlist: list[str] = Field(
+        default_factory=list,
+        description="CIDRs callbacks may reach although not public (JSON list); empty: public "
+        "addresses only.",
+    )
+    keep_completed_blobs: bool = Field(
+        default=False, description="Keep a completed version's downloaded file in the blob store."
+    )
+    failed_retention_s: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="How long a failed document's blob, and a deleted document's state, are kept.",
     )
 
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def status_api_url(self) -> str:
+        return (self.tracker_url or f"http://127.0.0.1:{self.tracker_port}").rstrip("/")
 
     @property
     def weaviate_url(self) -> str:
@@ -217,10 +267,17 @@ def as_environment(settings: Settings) -> dict[str, str]:
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         if isinstance(value, list | dict):
-            env[env_name(name)] = orjson.dumps(value).decode()  # complex values are read as JSON
+            # Complex values are read as JSON.
+            env[env_name(name)] = orjson.dumps(value, default=_reveal).decode()
         elif value is not None:
             env[env_name(name)] = str(value)
     return env
+
+
+def _reveal(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def settings_table() -> list[tuple[str, str, str]]:

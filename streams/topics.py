@@ -25,6 +25,9 @@ MIB = 2**20
 # Work topics are spread by `document_id:window`, so one large document is processed by many
 # consumers at once: their partition count caps each stage's replicas.
 WORK_PARTITIONS = 12
+TRACKER_APP = "tracker"  # faust app id = topic prefix + this
+TRACKER_TABLE = "documents"
+TRACKER_CHANGELOG = f"{TRACKER_APP}-{TRACKER_TABLE}-changelog"
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,14 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("events", partitions=6, retention_ms=14 * DAY_MS, max_message_bytes=MIB,
               cleanup_policy="delete",
               purpose="stage progress events, keyed by document_id, folded by the tracker"),
+    TopicSpec("callbacks", partitions=6, retention_ms=7 * DAY_MS, max_message_bytes=MIB,
+              cleanup_policy="delete",
+              purpose="CallbackDue: signed completion/failure callbacks the tracker delivers"),
+    # The tracker's faust table changelog (faust names it <app id>-<table>-changelog): declared
+    # here so it is compacted and co-partitioned with ingest/events before the tracker starts.
+    TopicSpec(TRACKER_CHANGELOG, partitions=6, retention_ms=-1, max_message_bytes=4 * MIB,
+              cleanup_policy="compact",
+              purpose="document state per tenant/document (tracker table changelog)"),
     TopicSpec("dlq", partitions=3, retention_ms=30 * DAY_MS, max_message_bytes=16 * MIB,
               cleanup_policy="delete",
               purpose="DeadLetter: input a stage could not process, with stage and reason"),

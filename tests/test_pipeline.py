@@ -3,10 +3,7 @@ searchable chunks in Weaviate out; bad documents in the DLQ; a killed embed proc
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -21,13 +18,12 @@ from typer.testing import CliRunner
 
 from streams.adapters.weaviate_store import ChunkIndex
 from streams.cli import app
-from streams.kafka_clients import admin_client
 from streams.messages import ChunkBatch, DeadLetter, DocumentSubmitted
 from streams.producer import submit
 from streams.progress import DocumentProgress, follow
 from streams.settings import Settings, as_environment
 from streams.stack import Stack
-from streams.topics import create_topics
+from tests.apps_helpers import app_process, running_apps
 from tests.http_server import Behaviour, serving
 from tests.kafka_helpers import read_topic, wait_for
 from tests.pdfs import SAMPLE, SAMPLE_PAGE, SAMPLE_SENTENCE, numbered_pages, write_pdf
@@ -54,19 +50,8 @@ def pipeline(
             "batch_max_wait_s": 0.2,
         }
     )
-    create_topics(admin_client(settings), settings)
-    env = {**os.environ, **as_environment(settings)}
-    child = subprocess.Popen([sys.executable, "-m", "streams", "run", "all"], env=env, cwd=ROOT)
-    try:
-        yield settings, psutil.Process(child.pid)
-    finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(90)
-        except subprocess.TimeoutExpired:
-            for proc in psutil.Process(child.pid).children(recursive=True):
-                proc.kill()
-            child.kill()
+    with running_apps(settings) as supervisor:
+        yield settings, supervisor
 
 
 def _submit_and_wait(settings: Settings, source: str, document_id: str) -> DocumentProgress:
@@ -178,17 +163,19 @@ def test_bad_documents_are_dead_lettered_with_their_reason_and_the_next_one_comp
     assert after.done and after.failure is None
 
 
-def test_same_submission_twice_gives_the_same_chunk_ids(
+def test_unchanged_content_submitted_again_is_not_extracted_or_embedded_again(
     pipeline: tuple[Settings, psutil.Process],
 ) -> None:
     settings, _ = pipeline
     first = _submit_and_wait(settings, str(SAMPLE), "twice")
     second = _submit_and_wait(settings, str(SAMPLE), "twice")
+    assert first.completed and second.completed
     assert first.version == second.version
+    assert not first.completed.reused_unchanged and first.completed.tokens_spent > 0
+    assert second.completed.reused_unchanged and second.completed.tokens_spent == 0
     ids = _chunk_ids(settings)[("twice", str(first.version))]
-    half = len(ids) // 2
-    assert half and ids[:half] == ids[half:]  # the second run produced exactly the same ids
-    assert _weaviate_count(settings, "twice") == half
+    assert ids and len(ids) == len(set(ids))  # chunked (and so embedded) once only
+    assert _weaviate_count(settings, "twice") == len(ids) == second.chunks
 
 
 def test_sigkill_of_the_embed_process_loses_and_duplicates_nothing(
@@ -199,8 +186,7 @@ def test_sigkill_of_the_embed_process_loses_and_duplicates_nothing(
     request = submit(settings, str(pdf), TENANT, "killed-embed")
 
     def embed_process() -> psutil.Process | None:
-        found = [p for p in supervisor.children() if "embed" in p.cmdline()]
-        return found[0] if found else None
+        return app_process(supervisor, "embed")
 
     wait_for(lambda: _has_event(settings, "WindowEmbedded", "killed-embed"), timeout_s=120)
     victim = embed_process()

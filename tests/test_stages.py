@@ -40,10 +40,17 @@ def _settings(tmp_path: Path, **changes: object) -> Settings:
     return Settings(blob_dir=tmp_path / "blobs", allow_local_sources=True, **changes)  # type: ignore[arg-type]
 
 
+class NothingIndexedYet:
+    """The version lookup of a fresh index (the unchanged path is tested on the real stack)."""
+
+    def current(self, tenant_id: str, document_id: str) -> None:
+        return None
+
+
 def _download(tmp_path: Path, source: Path, **changes: object) -> list[object]:
     settings = _settings(tmp_path, **changes)
     fetcher = Fetcher(AddressGuard(), timeout_s=5, attempts=1, max_bytes=2**30, allow_local=True)
-    stage = Download(settings, LocalBlobStore(settings.blob_dir), fetcher)
+    stage = Download(settings, LocalBlobStore(settings.blob_dir), fetcher, NothingIndexedYet())
     return list(stage(DocumentSubmitted(tenant_id="t1", document_id="d1", source=str(source))))
 
 

@@ -77,3 +77,11 @@ class LocalBlobStore:
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    def delete(self, key: str) -> bool:
+        """Remove a blob; False if it was already gone (deleting twice is fine)."""
+        try:
+            self.path(key).unlink()
+        except FileNotFoundError:
+            return False
+        return True

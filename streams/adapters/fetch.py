@@ -70,6 +70,27 @@ class AddressGuard:
         return str(addresses[0])
 
 
+def pinned_request(
+    client: httpx.Client,
+    guard: AddressGuard,
+    method: str,
+    target: httpx.URL,
+    headers: dict[str, str],
+    content: bytes | None = None,
+) -> httpx.Request:
+    """A request to the address the guard checked, not to a second lookup of the name (DNS
+    rebinding); Host and TLS SNI still name the host, so virtual hosts and certificates work."""
+    port = target.port or (443 if target.scheme == "https" else 80)
+    address = guard.resolve(target.host, port)
+    return client.build_request(
+        method,
+        target.copy_with(host=address),
+        headers={**headers, "Host": target.netloc.decode("ascii")},
+        content=content,
+        extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+    )
+
+
 class Fetcher:
     def __init__(
         self,
@@ -171,15 +192,7 @@ class Fetcher:
         """Send the request to a checked address, following (and re-checking) redirects."""
         for _ in range(MAX_REDIRECTS + 1):
             target = httpx.URL(url)
-            port = target.port or (443 if target.scheme == "https" else 80)
-            address = self.guard.resolve(target.host, port)
-            pinned = target.copy_with(host=address)
-            request = self.client.build_request(
-                "GET",
-                pinned,
-                headers={**headers, "Host": target.netloc.decode("ascii")},
-                extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
-            )
+            request = pinned_request(self.client, self.guard, "GET", target, headers)
             response = self.client.send(request, stream=True)
             if response.status_code not in (301, 302, 303, 307, 308):
                 return response
@@ -257,4 +270,4 @@ def _hash_prefix(path: Path, length: int) -> hashlib._Hash:
     return digest
 
 
-__all__ = ["AddressGuard", "Fetched", "Fetcher"]
+__all__ = ["AddressGuard", "Fetched", "Fetcher", "pinned_request"]

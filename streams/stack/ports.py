@@ -16,6 +16,7 @@ _SINGLE_PORTS = (
     "weaviate_grpc_port",
     "weaviate_gossip_port",
     "weaviate_data_port",
+    "tracker_port",
 )
 
 

@@ -1,0 +1,408 @@
+"""tracker: one state per document, the completion check, signed callbacks, the status API.
+
+A faust-streaming app. Its table ``documents`` (key ``tenant/document``, changelog-backed and
+co-partitioned with docs.ingest and docs.events) holds each document's state, folded by
+``streams.status.fold`` from requests and stage events. faust processes at least once (its
+exactly_once mode is per-partition producers that swallow transaction errors), which the
+fold makes harmless: replays change nothing. What faust does not do for us, done here:
+  - read_committed: stage outputs of aborted transactions must never count (a small
+    transport subclass; faust only sets it in its exactly_once mode);
+  - side effects before the state write, outputs before the state write: a crash in between
+    redoes them, and each is idempotent (Weaviate writes by id, callbacks keep their key);
+  - no exception ends an agent (faust would restart it and drop the event): Weaviate being
+    down is retried until it is back, anything else is logged and counted.
+
+When every window of a version is indexed, the tracker counts that version's objects in
+Weaviate; only if the count is what the stages reported does it switch search to the version,
+delete the older versions' objects (insert-before-delete: never missing), remove the blob,
+and mark the document completed. Callbacks go through docs.callbacks to a second agent, so a
+slow receiver never holds up the fold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections import Counter as Tally
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar, cast
+
+import faust
+from faust.exceptions import SameNode
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+
+from streams.adapters.blobstore import LocalBlobStore
+from streams.adapters.callbacks import CallbackSender, SigningKeys
+from streams.adapters.fetch import AddressGuard
+from streams.adapters.weaviate_store import ChunkIndex
+from streams.errors import DownstreamUnavailable, TransientError
+from streams.messages import (
+    CallbackDue,
+    CallbackResult,
+    DocumentCompleted,
+    DocumentDeleted,
+    Message,
+    utc_now,
+)
+from streams.settings import Settings
+from streams.status import (
+    TERMINAL,
+    Action,
+    CallbackInfo,
+    DocumentState,
+    Phase,
+    callback_body,
+    complete,
+    decode_tracked,
+    fail,
+    fold,
+    idempotency_key,
+)
+from streams.topics import TRACKER_APP, TRACKER_TABLE, topic_name
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_PARTITIONS = 6  # = docs.ingest and docs.events: the table is co-partitioned with both
+_MAX_BACKOFF_S = 30.0
+_CALLBACK_CONCURRENCY = 4
+
+FOLDED = Counter(
+    "docstreams_tracker_records_total",
+    "Records the tracker folded, by outcome (applied, unchanged, undecodable, error).",
+    ["outcome"],
+)
+CALLBACKS = Counter(
+    "docstreams_callbacks_total", "Callbacks by outcome (delivered, failed, skipped).", ["outcome"]
+)
+COMPLETIONS = Counter(
+    "docstreams_documents_finished_total",
+    "Documents the tracker finished, by outcome (completed, reused_unchanged, failed, deleted).",
+    ["outcome"],
+)
+DOCUMENTS = Gauge(
+    "docstreams_documents", "Documents by phase, in this tracker's partitions.", ["phase"]
+)
+IN_FLIGHT = Gauge(
+    "docstreams_documents_in_flight", "Documents submitted and not yet completed or failed."
+)
+
+
+# --- faust plumbing ---------------------------------------------------------------------------
+class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"  # aborted stage outputs never count
+        return consumer
+
+
+class _ReadCommittedConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> Any:
+        return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class ReadCommittedTransport(faust_aiokafka.Transport):
+    """faust's aiokafka transport, reading only committed records (URL scheme ``docstreams``,
+    registered as a ``faust.transports`` entry point)."""
+
+    Consumer = _ReadCommittedConsumer
+
+
+# --- side effects -----------------------------------------------------------------------------
+class Effects:
+    """The tracker's writes outside Kafka (blocking; run in an executor thread)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.index = ChunkIndex(settings)
+        self.blobs = LocalBlobStore(settings.blob_dir)
+
+    def check_completion(self, state: DocumentState) -> list[Message]:
+        version = state.version
+        if state.phase in TERMINAL or version is None:
+            return []
+        found = self.index.count(state.tenant_id, state.document_id, version)
+        if state.reused_unchanged:
+            current = self.index.current(state.tenant_id, state.document_id)
+            expected = current.chunks if current and current.version == version else -1
+        else:
+            expected = state.expected_chunks
+        if found != expected:
+            reason = (
+                f"index check failed: Weaviate holds {found} objects of version "
+                f"{version[:12]}, the stages reported {expected}"
+            )
+            fail(state, "tracker", reason, "IndexMismatch", utc_now())
+            COMPLETIONS.labels("failed").inc()
+            return self.failure_callback(state)
+        # Order matters: switch search to the new version, then delete the old ones.
+        self.index.make_current(state.tenant_id, state.document_id, version, found)
+        self.index.delete_chunks(state.tenant_id, state.document_id, except_version=version)
+        if state.blob and not self.settings.keep_completed_blobs:
+            self.blobs.delete(state.blob)
+        complete(state, found)
+        COMPLETIONS.labels("reused_unchanged" if state.reused_unchanged else "completed").inc()
+        done: list[Message] = [
+            DocumentCompleted(
+                tenant_id=state.tenant_id,
+                document_id=state.document_id,
+                submitted_at=state.submitted_at,
+                version=version,
+                chunks=found,
+                reused_unchanged=state.reused_unchanged,
+                tokens_spent=state.tokens_spent,
+            )
+        ]
+        return done + self._callback(state, "document.completed")
+
+    def failure_callback(self, state: DocumentState) -> list[Message]:
+        return self._callback(state, "document.failed")
+
+    def forget(self, state: DocumentState) -> list[Message]:
+        removed = self.index.forget(state.tenant_id, state.document_id)
+        if state.blob:
+            self.blobs.delete(state.blob)
+        COMPLETIONS.labels("deleted").inc()
+        return [
+            DocumentDeleted(
+                tenant_id=state.tenant_id, document_id=state.document_id, objects_deleted=removed
+            )
+        ]
+
+    def _callback(self, state: DocumentState, event: str) -> list[Message]:
+        if not state.callback_url:
+            return []
+        key = idempotency_key(state, event)
+        state.callback = CallbackInfo(event=event, idempotency_key=key)
+        return [
+            CallbackDue(
+                tenant_id=state.tenant_id,
+                document_id=state.document_id,
+                url=state.callback_url,
+                event=event,  # type: ignore[arg-type]
+                idempotency_key=key,
+                body=callback_body(state, event),
+            )
+        ]
+
+    def carry_out(self, action: Action, state: DocumentState) -> list[Message]:
+        if action == Action.CHECK_COMPLETION:
+            return self.check_completion(state)
+        if action == Action.FORGET:
+            return self.forget(state)
+        if action == Action.CALLBACK_FAILED:
+            COMPLETIONS.labels("failed").inc()
+            return self.failure_callback(state)
+        raise AssertionError(action)
+
+
+async def _until_done(call: Callable[[], T], what: str) -> T:
+    """Run a blocking call in a thread; while Weaviate is down, wait and try again."""
+    loop = asyncio.get_running_loop()
+    delay = 1.0
+    while True:
+        try:
+            return await loop.run_in_executor(None, call)
+        except (DownstreamUnavailable, TransientError) as exc:
+            log.warning("tracker: %s failed (%s); retrying in %.0fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_BACKOFF_S)
+
+
+# --- the app ----------------------------------------------------------------------------------
+def build_app(settings: Settings) -> faust.App:
+    servers = [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()]
+    app = faust.App(
+        f"{settings.topic_prefix}{TRACKER_APP}",
+        broker=[f"docstreams://{s}" for s in servers],
+        store="memory://",  # rebuilt from the compacted changelog on start
+        topic_partitions=_PARTITIONS,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=settings.instance_id,  # static membership: fast restarts
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+        producer_max_request_size=4 * 2**20,
+        web_bind=settings.tracker_host,
+        web_port=settings.tracker_port,
+        web_host=settings.tracker_advertised_host or settings.tracker_host,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_metrics_enabled=False,
+        web_in_thread=False,
+    )
+    effects = Effects(settings)
+    sender = CallbackSender(
+        SigningKeys(settings.callback_secrets, settings.callback_secrets_file),
+        AddressGuard(settings.callback_allowlist),
+        timeout_s=settings.callback_timeout_s,
+        give_up_s=settings.callback_give_up_s,
+    )
+    sources = app.topic(
+        topic_name(settings, "ingest"),
+        topic_name(settings, "events"),
+        key_type=bytes,
+        value_type=bytes,
+    )
+    events = app.topic(topic_name(settings, "events"), key_type=bytes, value_type=bytes)
+    callbacks = app.topic(topic_name(settings, "callbacks"), key_type=bytes, value_type=bytes)
+    table = app.Table(TRACKER_TABLE, partitions=_PARTITIONS, key_type=str, value_type=bytes)
+    outputs_by_topic = {"events": events, "callbacks": callbacks}
+
+    async def send(message: Message) -> None:
+        await outputs_by_topic[message.topic_key].send(
+            key=message.kafka_key(), value=message.to_wire()
+        )
+
+    async def handle(value: bytes) -> None:
+        try:
+            message = decode_tracked(value)
+        except ValueError as exc:
+            FOLDED.labels("undecodable").inc()
+            log.warning("tracker: skipping a record that is not a tracked message: %s", exc)
+            return
+        key = f"{message.tenant_id}/{message.document_id}"
+        stored = table.get(key)
+        folded = fold(DocumentState.from_bytes(stored) if stored else None, message)
+        outputs: list[Message] = []
+        for action in folded.actions:
+            carry_out = functools.partial(effects.carry_out, action, folded.state)
+            outputs += await _until_done(carry_out, f"{action} of {key}")
+        for output in outputs:
+            await send(output)
+        if folded.changed or folded.actions:
+            table[key] = folded.state.to_bytes()
+            FOLDED.labels("applied").inc()
+        else:
+            FOLDED.labels("unchanged").inc()
+
+    @app.agent(sources)
+    async def fold_events(stream: Any) -> None:
+        async for value in stream:
+            try:
+                await handle(value)
+            except Exception:  # an agent that raises is restarted and its event is lost
+                FOLDED.labels("error").inc()
+                log.exception("tracker: could not fold a record")
+
+    @app.agent(callbacks, concurrency=_CALLBACK_CONCURRENCY)
+    async def deliver_callbacks(stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        async for value in stream:
+            try:
+                due = CallbackDue.from_wire(value)
+            except ValueError as exc:
+                log.warning("tracker: skipping an invalid callback record: %s", exc)
+                continue
+            delivery = await loop.run_in_executor(None, sender.deliver, due)
+            CALLBACKS.labels(delivery.outcome).inc()
+            log.info("callback %s for %s/%s: %s", due.event, due.tenant_id, due.document_id,
+                     delivery.outcome)  # fmt: skip
+            await send(
+                CallbackResult(
+                    tenant_id=due.tenant_id,
+                    document_id=due.document_id,
+                    idempotency_key=due.idempotency_key,
+                    event=due.event,
+                    outcome=delivery.outcome,
+                    status_code=delivery.status_code,
+                    attempts=delivery.attempts,
+                    detail=(delivery.detail or "")[:4000] or None,
+                )
+            )
+
+    @app.timer(interval=60.0)  # type: ignore[untyped-decorator]
+    async def sweep() -> None:
+        """After the retention: a failed document's blob, a deleted document's state.
+
+        Writes outside an event go to the partition of the key's murmur2 hash, which is the
+        partition of the document's records, so the table stays co-partitioned."""
+        cutoff = utc_now() - timedelta(seconds=settings.failed_retention_s)
+        for key, value in list(table.items()):
+            state = DocumentState.from_bytes(value)
+            if state.phase == Phase.DELETED and state.deleted_at and state.deleted_at < cutoff:
+                del table[key]  # a tombstone in the compacted changelog
+                log.info("tracker: forgot deleted document %s", key)
+            elif (
+                state.phase == Phase.FAILED and state.blob and (state.failed_at or cutoff) < cutoff
+            ):
+                blob = state.blob
+                remove = functools.partial(effects.blobs.delete, blob)
+                await _until_done(remove, f"blob cleanup of {key}")
+                table[key] = state.model_copy(update={"blob": None}).to_bytes()
+                log.info("tracker: removed the blob of failed document %s", key)
+
+    # --- status API -----------------------------------------------------------------------
+    @app.page("/documents/{tenant}/{document}")
+    async def document_status(web: Any, request: Any, tenant: str, document: str) -> Any:
+        key = f"{tenant}/{document}"
+        try:
+            return await app.router.route_req(table.name, key, web, request)
+        except SameNode:
+            pass
+        stored = table.get(key)
+        if stored is None:
+            return web.json({"error": f"no document {key}"}, status=404)
+        return web.json(DocumentState.from_bytes(stored).public())
+
+    @app.page("/stats")
+    async def stats(web: Any, request: Any) -> Any:
+        return web.json(_stats(table))
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"live": True})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        recovery = cast(Any, app.tables).recovery
+        ready = not app.rebalancing and recovery.completed.is_set()
+        return web.json({"ready": ready}, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        counts = _stats(table)
+        for phase in Phase:
+            DOCUMENTS.labels(phase.value).set(counts["by_phase"].get(phase.value, 0))
+        IN_FLIGHT.set(counts["in_flight"])
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    return app
+
+
+def _stats(table: Any) -> dict[str, Any]:
+    """Counts over the documents in this replica's partitions."""
+    by_phase: Tally[str] = Tally()
+    resumed = 0
+    progress: list[float] = []
+    for value in list(table.values()):
+        state = DocumentState.from_bytes(value)
+        by_phase[state.phase.value] += 1
+        resumed += state.resumed_after_failure and state.phase == Phase.COMPLETED
+        if state.phase not in TERMINAL:
+            progress.append(state.progress)
+    return {
+        "documents": sum(by_phase.values()),
+        "by_phase": dict(by_phase),
+        "completed": by_phase[Phase.COMPLETED.value],
+        "failed": by_phase[Phase.FAILED.value],
+        "deleted": by_phase[Phase.DELETED.value],
+        "in_flight": len(progress),
+        "resumed_after_failure": resumed,
+        "average_progress_in_flight": round(sum(progress) / len(progress), 4) if progress else None,
+    }
+
+
+def run_tracker(settings: Settings) -> None:
+    from faust.worker import Worker
+
+    app = build_app(settings)
+    Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()

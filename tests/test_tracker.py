@@ -1,0 +1,363 @@
+"""The tracker: document state, completion check, versions, signed callbacks, status API.
+
+The fold is tested alone (pure); everything else on the real stack with `run all` (five stage
+processes and the tracker) and a real HTTP receiver for the callbacks.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+import pytest
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from streams.adapters.callbacks import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SigningKeys,
+    sign,
+    verify,
+)
+from streams.adapters.weaviate_store import ChunkIndex
+from streams.cli import app
+from streams.messages import (
+    DeleteRequested,
+    DocumentPlanned,
+    DocumentSubmitted,
+    WindowChunked,
+    WindowEmbedded,
+    WindowExtracted,
+    WindowIndexed,
+    utc_now,
+)
+from streams.producer import submit
+from streams.progress import DocumentProgress, follow
+from streams.settings import Settings, as_environment
+from streams.status import Action, DocumentState, Phase, TrackedMessage, fold
+from tests.apps_helpers import app_process, running_apps
+from tests.callback_receiver import Receiver, receiving
+from tests.kafka_helpers import read_topic, wait_for
+from tests.pdfs import SAMPLE, numbered_pages, write_pdf
+
+TENANT = "acme"
+SECRET = "s3cret-for-acme"
+V1, V2 = "1" * 64, "2" * 64
+
+
+# --- the fold, alone ------------------------------------------------------------------------
+def _lifecycle(version: str = V1, windows: int = 2) -> list[TrackedMessage]:
+    ids: dict[str, Any] = {"tenant_id": TENANT, "document_id": "d1"}
+    window: dict[str, Any] = {**ids, "version": version, "window_count": windows}
+    messages: list[TrackedMessage] = [
+        DocumentSubmitted(**ids, source="https://example.org/d1.pdf"),
+        DocumentPlanned(**ids, stage="download", version=version, window_count=windows,
+                        pages=20, bytes=1000, content_type="application/pdf"),
+    ]  # fmt: skip
+    for w in range(windows):
+        messages += [
+            WindowExtracted(**window, window=w, items=10),
+            WindowChunked(**window, window=w, items=4),
+            WindowEmbedded(**window, window=w, items=4, tokens=400),
+            WindowIndexed(**window, window=w, items=4),
+        ]
+    return messages
+
+
+def _fold_all(messages: list[TrackedMessage], state: DocumentState | None = None) -> Any:
+    actions = []
+    for message in messages:
+        folded = fold(state, message)
+        state = folded.state
+        actions += folded.actions
+    return state, actions
+
+
+def _comparable(state: DocumentState) -> dict[str, Any]:
+    return state.model_dump(exclude={"updated_at"})
+
+
+def test_every_window_indexed_asks_for_the_completion_check_once() -> None:
+    state, actions = _fold_all(_lifecycle())
+    assert actions == [Action.CHECK_COMPLETION]
+    assert state.all_indexed and state.expected_chunks == 8 and state.tokens_spent == 800
+
+
+@pytest.mark.parametrize("start", range(2, 10))
+def test_replaying_the_tail_of_the_events_changes_nothing(start: int) -> None:
+    messages = _lifecycle()
+    state, _ = _fold_all(messages)
+    replayed, _ = _fold_all(messages[start:], state)
+    assert _comparable(replayed) == _comparable(state)
+
+
+def test_a_replayed_request_after_its_events_does_not_reset_the_document() -> None:
+    messages = _lifecycle()
+    state, _ = _fold_all(messages)
+    again = fold(state, messages[0])  # the ingest topic replayed after the events topic
+    assert not again.changed and again.state.all_indexed
+
+
+def test_events_of_an_older_version_are_ignored() -> None:
+    state, _ = _fold_all(_lifecycle(V2)[:2])
+    straggler = WindowIndexed(tenant_id=TENANT, document_id="d1", version=V1, window=0,
+                              window_count=2, items=4)  # fmt: skip
+    assert not fold(state, straggler).changed
+
+
+def test_windows_still_in_flight_after_a_delete_are_removed_again() -> None:
+    messages = _lifecycle()
+    state, _ = _fold_all(messages[:4])
+    deleted = fold(state, DeleteRequested(tenant_id=TENANT, document_id="d1"))
+    assert deleted.state.phase == Phase.DELETED and deleted.actions == [Action.FORGET]
+    late = fold(deleted.state, messages[-1])
+    assert late.actions == [Action.FORGET] and late.state.phase == Phase.DELETED
+
+
+def test_a_new_submission_after_a_failure_counts_as_resumed() -> None:
+    state, _ = _fold_all(_lifecycle()[:2])
+    state.phase = Phase.FAILED
+    later = DocumentSubmitted(tenant_id=TENANT, document_id="d1", source="https://example.org/d1",
+                              submitted_at=utc_now() + timedelta(seconds=1))  # fmt: skip
+    resumed = fold(state, later).state
+    assert resumed.phase == Phase.QUEUED and resumed.resumed_after_failure
+
+
+# --- signatures -----------------------------------------------------------------------------
+def test_a_signature_verifies_only_for_the_same_key_body_and_a_fresh_timestamp() -> None:
+    body, now = b'{"event":"document.completed"}', time.time()
+    stamp = str(int(now))
+    signature = sign(b"key", stamp, body)
+    assert verify(b"key", stamp, body, signature, now=now)
+    assert not verify(b"other", stamp, body, signature, now=now)
+    assert not verify(b"key", stamp, body + b" ", signature, now=now)
+    assert not verify(b"key", stamp, body, signature, now=now + 3600)  # a replayed capture
+
+
+def test_signing_keys_come_from_settings_and_a_file_that_may_change(tmp_path: Path) -> None:
+    file = tmp_path / "keys.json"
+    keys = SigningKeys({"acme": SecretStr("from-env"), "*": SecretStr("fallback")}, file)
+    assert keys.for_tenant("acme") == b"from-env"
+    assert keys.for_tenant("globex") == b"fallback"
+    file.write_text('{"acme": "rotated"}')
+    assert keys.for_tenant("acme") == b"rotated"
+
+
+# --- on the real stack ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tracked(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, psutil.Process, Receiver, str]]:
+    run = uuid.uuid4().hex[:8]
+    settings = stack_settings.model_copy(
+        update={
+            "topic_prefix": f"trk{run}.",
+            "weaviate_collection": f"Tracked{run}",
+            "blob_dir": tmp_path_factory.mktemp("blobs"),
+            "allow_local_sources": True,
+            "pages_per_window": 10,
+            "batch_max_wait_s": 0.2,
+            "callback_secrets": {TENANT: SecretStr(SECRET)},
+            "callback_allowlist": ["127.0.0.1/32"],
+            "callback_give_up_s": 60.0,
+        }
+    )
+    receiver = Receiver()
+    with receiving(receiver) as hook, running_apps(settings) as supervisor:
+        wait_for(lambda: _tracker_ready(settings), timeout_s=90)
+        yield settings, supervisor, receiver, hook
+
+
+def _tracker_ready(settings: Settings) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{settings.status_api_url}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _status(settings: Settings, document_id: str) -> dict[str, Any]:
+    result = CliRunner().invoke(
+        app, ["status", document_id, "--tenant", TENANT, "--json"], env=as_environment(settings)
+    )
+    assert result.exit_code == 0, result.output
+    state: dict[str, Any] = orjson.loads(result.stdout)
+    return state
+
+
+def _submit_and_follow(
+    settings: Settings, source: str, document_id: str, callback: str | None = None
+) -> DocumentProgress:
+    request = submit(settings, source, TENANT, document_id, callback_url=callback)
+    return follow(settings, TENANT, document_id, request.submitted_at, timeout_s=240)
+
+
+def _count(settings: Settings, document_id: str, version: str | None = None) -> int:
+    index = ChunkIndex(settings)
+    try:
+        return index.count(TENANT, document_id, version)
+    finally:
+        index.close()
+
+
+def _search_versions(settings: Settings, query: str, document_id: str) -> set[str]:
+    result = CliRunner().invoke(
+        app, ["search", query, "--tenant", TENANT, "--json", "--limit", "10"],
+        env=as_environment(settings),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return {h["version"] for h in orjson.loads(result.stdout) if h["document_id"] == document_id}
+
+
+def _assert_signed(received: Any) -> None:
+    headers = {k.lower(): v for k, v in received.headers.items()}
+    assert verify(SECRET.encode(), headers[TIMESTAMP_HEADER.lower()], received.body,
+                  headers[SIGNATURE_HEADER.lower()])  # fmt: skip
+
+
+@pytest.mark.stack
+def test_a_completed_document_is_called_back_signed_and_its_status_says_completed(
+    tracked: tuple[Settings, psutil.Process, Receiver, str],
+) -> None:
+    settings, _, receiver, hook = tracked
+    progress = _submit_and_follow(settings, str(SAMPLE), "handbook", hook)
+    assert progress.completed is not None
+    wait_for(lambda: bool(receiver.for_document("handbook")), timeout_s=60)
+    (callback,) = receiver.for_document("handbook")
+    _assert_signed(callback)
+    body = callback.json()
+    assert body["event"] == "document.completed" and body["version"] == progress.version
+    assert body["chunks"] == progress.chunks == _count(settings, "handbook") > 0
+    wait_for(lambda: (_status(settings, "handbook")["callback"] or {}).get("outcome")
+             == "delivered", timeout_s=30)  # fmt: skip
+    state = _status(settings, "handbook")
+    assert state["phase"] == "completed" and state["version"] == progress.version
+    assert state["windows"]["planned"] == state["windows"]["indexed"] == 1
+    assert state["tokens_spent"] > 0 and state["reused_unchanged"] is False
+    assert state["callback"]["idempotency_key"] == callback.headers[IDEMPOTENCY_HEADER]
+
+
+@pytest.mark.stack
+def test_a_failed_document_is_called_back_with_the_stage_and_reason(
+    tracked: tuple[Settings, psutil.Process, Receiver, str], tmp_path: Path
+) -> None:
+    settings, _, receiver, hook = tracked
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    progress = _submit_and_follow(settings, str(empty), "empty", hook)
+    assert progress.failure is not None
+    wait_for(lambda: bool(receiver.for_document("empty")), timeout_s=60)
+    (callback,) = receiver.for_document("empty")
+    _assert_signed(callback)
+    body = callback.json()
+    assert body["event"] == "document.failed"
+    error = body["error"]
+    assert isinstance(error, dict)
+    assert (error["stage"], error["reason"]) == ("download", "empty document (0 bytes)")
+    state = _status(settings, "empty")
+    assert state["phase"] == "failed" and state["error"]["reason"] == "empty document (0 bytes)"
+
+
+@pytest.mark.stack
+def test_unchanged_content_completes_again_with_no_tokens_and_no_new_objects(
+    tracked: tuple[Settings, psutil.Process, Receiver, str],
+) -> None:
+    settings, _, _, _ = tracked
+    first = _submit_and_follow(settings, str(SAMPLE), "same")
+    objects = _count(settings, "same")
+    second = _submit_and_follow(settings, str(SAMPLE), "same")
+    assert second.completed is not None and second.completed.reused_unchanged
+    assert second.completed.tokens_spent == 0 and second.version == first.version
+    assert _count(settings, "same") == objects > 0
+    state = _status(settings, "same")
+    assert state["reused_unchanged"] is True and state["tokens_spent"] == 0
+    assert state["submissions"] == 2 and state["phase"] == "completed"
+
+
+@pytest.mark.stack
+def test_a_changed_document_is_searchable_throughout_and_only_in_one_version(
+    tracked: tuple[Settings, psutil.Process, Receiver, str], tmp_path: Path
+) -> None:
+    settings, _, _, _ = tracked
+    path = tmp_path / "ledger.pdf"
+    write_pdf(path, numbered_pages(12, topic="ledger"))
+    old = _submit_and_follow(settings, str(path), "ledger")
+    write_pdf(path, numbered_pages(60, topic="ledger"))  # new content, same document
+    request = submit(settings, str(path), TENANT, "ledger")
+    seen: list[set[str]] = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        seen.append(_search_versions(settings, "Marker ledger page record", "ledger"))
+        if _status(settings, "ledger")["phase"] in ("completed", "failed"):
+            break
+    new = follow(settings, TENANT, "ledger", request.submitted_at, timeout_s=60)
+    assert new.completed is not None and new.version != old.version
+    assert all(len(versions) == 1 for versions in seen), seen  # never none, never two
+    assert seen[0] == {old.version} and len(seen) > 1
+    assert _search_versions(settings, "Marker ledger page record", "ledger") == {new.version}
+    assert _count(settings, "ledger", old.version) == 0
+    assert _count(settings, "ledger") == _count(settings, "ledger", new.version) == new.chunks
+
+
+@pytest.mark.stack
+def test_delete_removes_every_object_and_marks_the_document_deleted(
+    tracked: tuple[Settings, psutil.Process, Receiver, str],
+) -> None:
+    settings, _, _, _ = tracked
+    _submit_and_follow(settings, str(SAMPLE), "to-delete")
+    assert _count(settings, "to-delete") > 0
+    done = CliRunner().invoke(
+        app, ["delete", "to-delete", "--tenant", TENANT], env=as_environment(settings)
+    )
+    assert done.exit_code == 0, done.output
+    wait_for(lambda: _status(settings, "to-delete")["phase"] == "deleted", timeout_s=60)
+    assert _count(settings, "to-delete") == 0
+    assert not _search_versions(settings, "blue lanterns", "to-delete")
+
+
+@pytest.mark.stack
+def test_killing_the_tracker_loses_no_state_and_callbacks_keep_their_key(
+    tracked: tuple[Settings, psutil.Process, Receiver, str], tmp_path: Path
+) -> None:
+    settings, supervisor, receiver, hook = tracked
+    before = _submit_and_follow(settings, str(SAMPLE), "before-kill", hook)
+    assert before.completed is not None
+    requests = [
+        submit(settings, str(write_pdf(tmp_path / f"k{i}.pdf", numbered_pages(60, f"kill{i}"))),
+               TENANT, f"kill-{i}", callback_url=hook)
+        for i in range(3)
+    ]  # fmt: skip
+    wait_for(lambda: any(orjson.loads(v)["type"] == "WindowIndexed"
+                         and orjson.loads(v)["document_id"].startswith("kill-")
+                         for v in read_topic(settings, "events")), timeout_s=120)  # fmt: skip
+    victim = app_process(supervisor, "tracker")
+    assert victim is not None
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    wait_for(lambda: (p := app_process(supervisor, "tracker")) is not None
+             and p.pid != victim.pid, timeout_s=30)  # fmt: skip
+    for request in requests:
+        progress = follow(settings, TENANT, request.document_id, request.submitted_at, 300)
+        assert progress.completed is not None, request.document_id
+    wait_for(lambda: _tracker_ready(settings), timeout_s=90)
+    assert _status(settings, "before-kill")["phase"] == "completed"  # restored from the changelog
+    for request in requests:
+        state = _status(settings, request.document_id)
+        assert state["phase"] == "completed"
+        assert state["windows"]["indexed"] == state["windows"]["planned"] == 6
+        assert state["chunks"] == _count(settings, request.document_id)
+        document = request.document_id
+        wait_for(functools.partial(receiver.called_back, document), timeout_s=60)
+        keys = {r.headers[IDEMPOTENCY_HEADER] for r in receiver.for_document(document)}
+        assert len(keys) == 1  # redelivered or not, one outcome has one key
