@@ -316,6 +316,30 @@ def search_command(
 
 
 # --- operations ----------------------------------------------------------------------------
+@app.command("chaos")
+def chaos_command(
+    kills: Annotated[int, typer.Option(help="SIGKILLs of random apps, at random moments.")] = 30,
+    broker_restarts: Annotated[int, typer.Option(help="Kafka broker restarts.")] = 1,
+    weaviate_outage_s: Annotated[float, typer.Option(help="Seconds Weaviate is down.")] = 20.0,
+    seed: Annotated[int, typer.Option(help="Seed of the schedule (replay a failure).")] = 1,
+    pages: Annotated[int, typer.Option(help="Pages of the assembled PDF.")] = 2000,
+    timeout: Annotated[float, typer.Option(help="Seconds each run may take.")] = 1800.0,
+    workdir: Annotated[Path | None, typer.Option(help="Keep data and logs here.")] = None,
+    keep_stack: Annotated[bool, typer.Option(help="Leave the private stack running.")] = False,
+) -> None:
+    """Ingest a document set cleanly, then again under kills, a broker restart and a Weaviate
+    outage, on a private stack; compare the two indexes. Last line: a JSON summary."""
+    from streams.chaos import ChaosPlan, passed, run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    plan = ChaosPlan(kills=kills, broker_restarts=broker_restarts,
+                     weaviate_outage_s=weaviate_outage_s, seed=seed, pages=pages,
+                     timeout_s=timeout, workdir=workdir, keep_stack=keep_stack)  # fmt: skip
+    summary = run(plan)
+    typer.echo(orjson.dumps(summary).decode())
+    raise typer.Exit(0 if passed(summary) else 1)
+
+
 @app.command("lag")
 @clear_errors
 def lag_command(

@@ -10,6 +10,7 @@ Delete requests share the ingest topic; the tracker carries them out, so they pa
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Protocol
@@ -18,7 +19,7 @@ from streams.adapters import extractors
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.fetch import AddressGuard, Fetcher
 from streams.adapters.weaviate_store import ChunkIndex, CurrentVersion
-from streams.errors import PoisonInput
+from streams.errors import DownstreamUnavailable, PoisonInput, TransientError
 from streams.messages import (
     DeleteRequested,
     DocumentPlanned,
@@ -30,6 +31,8 @@ from streams.messages import (
 )
 from streams.runner import Stage
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class Download:
         if claimed and claimed != content_type:
             # Typically an error or login page served instead of the document.
             raise PoisonInput(f"the request says {claimed} but the bytes are {content_type}")
-        current = self.versions.current(request.tenant_id, request.document_id)
+        current = self._current_version(request)
         if current is not None and current.version == fetched.sha256:
             return [
                 DocumentPlanned(
@@ -92,6 +95,7 @@ class Download:
                     bytes=fetched.size,
                     content_type=content_type,
                     blob=blob,
+                    submitted_at=request.submitted_at,
                     unchanged=True,
                 )
             ]
@@ -125,8 +129,20 @@ class Download:
             bytes=fetched.size,
             content_type=content_type,
             blob=blob,
+            submitted_at=request.submitted_at,
         )
         return [*tasks, planned]
+
+    def _current_version(self, request: DocumentSubmitted) -> CurrentVersion | None:
+        # Fail open: while Weaviate is down, documents are still downloaded and extracted (and
+        # wait at the index stage); an unchanged one is then processed again, not held up.
+        try:
+            return self.versions.current(request.tenant_id, request.document_id)
+        except (DownstreamUnavailable, TransientError) as exc:
+            log.warning(
+                "cannot tell whether %s is unchanged (%s): processing it", request.document_id, exc
+            )
+            return None
 
 
 def _claimed_type(request: DocumentSubmitted) -> str | None:

@@ -255,6 +255,9 @@ class DocumentPlanned(StageEvent):
     bytes: int = Field(ge=0)
     content_type: str
     blob: str | None = Field(default=None, description="Blob store key of the content.")
+    submitted_at: datetime | None = Field(
+        default=None, description="submitted_at of the request this plans."
+    )
     unchanged: bool = Field(
         default=False,
         description="This version is already indexed and current: nothing is re-extracted.",
@@ -299,6 +302,9 @@ class DocumentFailed(StageEvent):
     error_class: str
     version: Sha256Hex | None = None
     window: int | None = None
+    submitted_at: datetime | None = Field(
+        default=None, description="submitted_at of the request that failed (download only)."
+    )
 
 
 class DocumentCompleted(StageEvent):

@@ -70,6 +70,18 @@ def follow(
     on_update: Callable[[DocumentProgress], None] = lambda _: None,
 ) -> DocumentProgress:
     """Fold the document's events from ``since`` on until it is completed or failed."""
+    return follow_all(settings, tenant_id, {document_id: since}, timeout_s, on_update)[document_id]
+
+
+def follow_all(
+    settings: Settings,
+    tenant_id: str,
+    submitted: dict[str, datetime],
+    timeout_s: float,
+    on_update: Callable[[DocumentProgress], None] = lambda _: None,
+) -> dict[str, DocumentProgress]:
+    """Follow several documents (document id -> its request's submitted_at) until each is
+    completed or failed, or the time is up."""
     topic = topic_name(settings, "events")
     consumer = Consumer(
         {
@@ -80,23 +92,25 @@ def follow(
         }
     )
     partitions = admin_client(settings).list_topics(topic, timeout=10).topics[topic].partitions
+    since = min(submitted.values())
     start_ms = int((since.timestamp() - _LOOKBACK_S) * 1000)
     wanted = [TopicPartition(topic, p, start_ms) for p in partitions]
     consumer.assign(consumer.offsets_for_times(wanted, timeout=10))
-    key = f"{tenant_id}/{document_id}".encode()
-    progress = DocumentProgress(submitted_at=since)
+    keys = {f"{tenant_id}/{d}".encode(): d for d in submitted}
+    progress = {d: DocumentProgress(submitted_at=at) for d, at in submitted.items()}
     deadline = time.monotonic() + timeout_s
     try:
-        while not progress.done and time.monotonic() < deadline:
+        while not all(p.done for p in progress.values()) and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
-            if msg is None or msg.error() is not None or msg.key() != key:
+            if msg is None or msg.error() is not None or msg.key() not in keys:
                 continue
+            document = keys[msg.key() or b""]
             raw = msg.value() or b"{}"
             event = orjson.loads(raw)
-            if datetime.fromisoformat(str(event.get("at"))) < since:
+            if datetime.fromisoformat(str(event.get("at"))) < submitted[document]:
                 continue  # an earlier submission's event, caught by the look-back
-            progress.apply(event, raw)
-            on_update(progress)
+            progress[document].apply(event, raw)
+            on_update(progress[document])
     finally:
         consumer.close()
     return progress

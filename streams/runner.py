@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -50,6 +51,9 @@ In = TypeVar("In", bound=WireMessage)
 
 # Room for the record envelope on top of a topic's max.message.bytes.
 _ENVELOPE_BYTES = 1024
+# Every record a batch produces carries its batch's id (transactional id / process start /
+# sequence): which outputs were written together, and which batches were redone after an abort.
+BATCH_HEADER = "docstreams-batch"
 _MAX_RETRY_SLEEP_S = 30.0
 _KAFKA_CALL_ATTEMPTS = 5
 
@@ -96,6 +100,8 @@ class Runner(Generic[In]):
         self._stop = threading.Event()
         self._paused_until = 0.0
         self._batch_messages: list[WireMessage] = []  # outputs of the batch in flight
+        self._started = int(time.time())
+        self._batches = 0
         # Live while the loop turns; a batch may take up to the transaction timeout.
         self.health = Health(stall_after_s=settings.transaction_timeout_s * 2)
 
@@ -133,18 +139,33 @@ class Runner(Generic[In]):
     # --- one batch = one transaction --------------------------------------------------------
     def _process(self, batch: _Batch) -> None:
         started = time.monotonic()
-        self._kafka_call(self.producer.begin_transaction)
-        produced: Counter[tuple[str, str]] = Counter()
         self._batch_messages = []
+        self._batches += 1
+        headers: list[tuple[str, str | bytes | None]] = [
+            (BATCH_HEADER, f"{self.transactional_id}/{self._started}/{self._batches}".encode())
+        ]
+        # The work first, the transaction after: it then lasts only as long as producing and
+        # committing, however slow the stage (an embedding batch can take minutes), so it never
+        # runs into transaction.timeout.ms (which would fence this producer, again on every
+        # retry) and read_committed consumers downstream wait for it only briefly.
         try:
-            for record in batch.records:
-                for topic, key, value, kind in self._outputs(record):
-                    self._produce(topic, key, value)
-                    produced[(topic, kind)] += 1
+            outputs = []
+            for done, record in enumerate(batch.records):
+                if done and time.monotonic() - started > self.settings.batch_max_seconds:
+                    # Enough for one transaction: commit these, take up the rest next time.
+                    batch = self._put_back(batch, done)
+                    break
+                outputs += self._outputs(record)
         except DownstreamUnavailable as exc:
-            self._abort_and_rewind(batch, f"downstream unavailable: {exc}")
+            self._rewind(batch, f"downstream unavailable: {exc}")
             self._pause(exc.retry_after_s, str(exc))
             return
+        self._kafka_call(self.producer.begin_transaction)
+        produced: Counter[tuple[str, str]] = Counter()
+        try:
+            for topic, key, value, kind in outputs:
+                self._produce(topic, key, value, headers)
+                produced[(topic, kind)] += 1
         except BaseException:
             self._abort_and_rewind(batch, "unexpected error")
             raise
@@ -177,12 +198,23 @@ class Runner(Generic[In]):
         return True
 
     def _abort_and_rewind(self, batch: _Batch, why: str) -> None:
-        log.warning("%s: aborting a batch of %d: %s", self.stage.name, len(batch.records), why)
         try:
             self._kafka_call(self.producer.abort_transaction, self.settings.transaction_timeout_s)
         except KafkaException as exc:
             raise FatalRunnerError(f"{self.stage.name}: abort failed: {exc}") from exc
         metrics.TRANSACTIONS.labels(self.stage.name, "aborted").inc()
+        self._rewind(batch, why)
+
+    def _put_back(self, batch: _Batch, done: int) -> _Batch:
+        """Keep the first ``done`` records in the batch; seek back to the others."""
+        rest = _Batch(batch.records[done:])
+        for (topic, partition), offset in rest.first_offsets.items():
+            with contextlib.suppress(KafkaException):
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+        return _Batch(batch.records[:done])
+
+    def _rewind(self, batch: _Batch, why: str) -> None:
+        log.warning("%s: redoing a batch of %d later: %s", self.stage.name, len(batch.records), why)
         for (topic, partition), offset in batch.first_offsets.items():
             # Revoked meanwhile: its new owner starts from the committed offset anyway.
             with contextlib.suppress(KafkaException):
@@ -260,6 +292,7 @@ class Runner(Generic[In]):
                 error_class=type(exc).__name__,
                 version=ids.get("version"),
                 window=ids.get("window"),
+                submitted_at=ids.get("submitted_at"),
             )
             outputs.append(self._encode(failed))
         except ValidationError:
@@ -268,10 +301,12 @@ class Runner(Generic[In]):
         return outputs
 
     # --- Kafka plumbing ---------------------------------------------------------------------
-    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+    def _produce(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, str | bytes | None]]
+    ) -> None:
         while True:
             try:
-                self.producer.produce(topic, value=value, key=key)
+                self.producer.produce(topic, value=value, key=key, headers=headers)
                 self.producer.poll(0)
                 return
             except BufferError:  # local queue full: let librdkafka drain it
@@ -342,7 +377,9 @@ class Runner(Generic[In]):
             # Bounded prefetch keeps memory flat whatever the lag.
             "queued.max.messages.kbytes": self.settings.consumer_queue_kbytes,
             "queued.min.messages": self.settings.batch_max_messages,
-            "max.poll.interval.ms": int(self.settings.transaction_timeout_s * 1000) * 3,
+            # One record may take long (a large window's embeddings on a slow CPU); batches are
+            # cut at batch_max_seconds, so only a single record could come near this.
+            "max.poll.interval.ms": int(max(600.0, self.settings.batch_max_seconds * 10) * 1000),
         }
         if self.settings.instance_id:
             config["group.instance.id"] = self.settings.instance_id  # static membership
@@ -360,7 +397,8 @@ class Runner(Generic[In]):
 
 
 def _identity(value: bytes | None) -> dict[str, Any]:
-    """tenant/document/version/window of a record, as far as its bytes allow (for DLQ/events)."""
+    """tenant/document/version/window (and a request's submitted_at) of a record, as far as its
+    bytes allow (for DLQ/events)."""
     try:
         data = orjson.loads(value or b"")
     except orjson.JSONDecodeError:
@@ -371,6 +409,9 @@ def _identity(value: bytes | None) -> dict[str, Any]:
     for key, kind in (("tenant_id", str), ("document_id", str), ("version", str), ("window", int)):
         if isinstance(data.get(key), kind):
             ids[key] = data[key]
+    if data.get("type") == "DocumentSubmitted":  # which request failed (the tracker orders by it)
+        with contextlib.suppress(TypeError, ValueError):
+            ids["submitted_at"] = datetime.fromisoformat(data["submitted_at"])
     return ids
 
 

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     batch_max_wait_s: float = Field(
         default=0.5, gt=0, description="How long a runner waits to fill a batch."
     )
+    batch_max_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="A batch stops taking records after this much work; the rest goes into "
+        "the next one (bounds transaction length and redone work after a crash).",
+    )
     consumer_queue_kbytes: int = Field(
         default=8192,
         ge=1024,

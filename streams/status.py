@@ -206,6 +206,7 @@ class Action(StrEnum):
     CHECK_COMPLETION = "check_completion"  # every window indexed: verify count, switch version
     FORGET = "forget"  # delete every object of the document
     CALLBACK_FAILED = "callback_failed"  # send the failure callback
+    CALLBACK = "callback"  # send the callback of the outcome already reached
 
 
 @dataclass
@@ -230,13 +231,16 @@ def _apply(state: DocumentState, message: TrackedMessage) -> Folded:
     _note_memory(state, message)
     match message:
         case DocumentSubmitted():
-            if state.submitted_at is not None and message.submitted_at <= state.submitted_at:
-                return Folded(state, changed=False)  # a replay of this or an older request
+            # ingest and events are separate topics: a request's own events may be folded
+            # before the request itself. Requests are told apart by their submitted_at.
             if state.deleted_at is not None and message.submitted_at <= state.deleted_at:
                 return Folded(state, changed=False)
-            state.resumed_after_failure = state.phase == Phase.FAILED
-            _start_submission(state, message)
-            return Folded(state)
+            if state.submitted_at is not None and message.submitted_at < state.submitted_at:
+                return Folded(state, changed=False)  # an older request
+            if message.submitted_at == state.submitted_at:
+                return _request_details(state, message)  # seen first through its events
+            _start_submission(state, message.submitted_at)
+            return _request_details(state, message)
         case DeleteRequested():
             if state.deleted_at is not None and message.requested_at <= state.deleted_at:
                 return Folded(state, changed=False)
@@ -252,8 +256,10 @@ def _apply(state: DocumentState, message: TrackedMessage) -> Folded:
             )
             return Folded(deleted, actions=[Action.FORGET])
         case DocumentPlanned():
-            if state.phase == Phase.DELETED:
+            if state.phase == Phase.DELETED or _older_request(state, message.submitted_at):
                 return Folded(state, changed=False)
+            if _newer_request(state, message.submitted_at):
+                _start_submission(state, message.submitted_at)
             state.version = message.version
             state.window_count = message.window_count
             if not message.unchanged:  # else: the pages counted when it was indexed stand
@@ -292,6 +298,10 @@ def _apply(state: DocumentState, message: TrackedMessage) -> Folded:
                 return Folded(state, actions=[Action.CHECK_COMPLETION])
             return Folded(state)
         case DocumentFailed():
+            if _older_request(state, message.submitted_at) or state.phase == Phase.DELETED:
+                return Folded(state, changed=False)
+            if _newer_request(state, message.submitted_at):
+                _start_submission(state, message.submitted_at)
             if state.phase in TERMINAL:
                 return Folded(state, changed=False)
             if message.version is not None and state.version not in (None, message.version):
@@ -315,11 +325,22 @@ def _apply(state: DocumentState, message: TrackedMessage) -> Folded:
             return Folded(state, changed=False)  # the tracker's own record; already applied
 
 
-def _start_submission(state: DocumentState, message: DocumentSubmitted) -> None:
+def _older_request(state: DocumentState, submitted_at: datetime | None) -> bool:
+    return None not in (submitted_at, state.submitted_at) and submitted_at < state.submitted_at  # type: ignore[operator]
+
+
+def _newer_request(state: DocumentState, submitted_at: datetime | None) -> bool:
+    return submitted_at is not None and (
+        state.submitted_at is None or submitted_at > state.submitted_at
+    )
+
+
+def _start_submission(state: DocumentState, submitted_at: datetime | None) -> None:
+    """A new request: progress starts over (the current version stays searchable)."""
+    state.resumed_after_failure = state.phase == Phase.FAILED
     state.phase = Phase.QUEUED
-    state.submitted_at = message.submitted_at
-    state.request_id = message.request_id
-    state.callback_url = message.callback_url
+    state.submitted_at = submitted_at
+    state.request_id = state.callback_url = None
     state.submissions += 1
     state.error = None
     state.callback = None
@@ -330,6 +351,17 @@ def _start_submission(state: DocumentState, message: DocumentSubmitted) -> None:
     state.windows_done = {}
     state.chunks_by_window, state.tokens_by_window = {}, {}
     state.cached_by_window, state.failed_pages_by_window = {}, {}
+
+
+def _request_details(state: DocumentState, message: DocumentSubmitted) -> Folded:
+    """What only the request carries. If its outcome is already known (its events came
+    first), the callback it asks for is due now."""
+    details = (message.request_id, message.callback_url)
+    if (state.request_id, state.callback_url) == details:
+        return Folded(state, changed=False)
+    state.request_id, state.callback_url = details
+    late = state.phase in (Phase.COMPLETED, Phase.FAILED) and message.callback_url
+    return Folded(state, actions=[Action.CALLBACK] if late and state.callback is None else [])
 
 
 def _phase(state: DocumentState) -> Phase:

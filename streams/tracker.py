@@ -196,6 +196,9 @@ class Effects:
         if action == Action.CALLBACK_FAILED:
             COMPLETIONS.labels("failed").inc()
             return self.failure_callback(state)
+        if action == Action.CALLBACK:
+            event = "document.completed" if state.phase == Phase.COMPLETED else "document.failed"
+            return self._callback(state, event)
         raise AssertionError(action)
 
 

@@ -1,8 +1,9 @@
 """A stage app for runner tests, run in a child process so tests can SIGKILL it.
 
 Its stage turns each PageBatch into a ChunkBatch with one chunk per page. With
-RUNNER_APP_BLOCK_ON=<document_id> it blocks (after touching RUNNER_APP_BLOCKED_FILE) when it
-meets that document, so the test can kill it in the middle of an open transaction.
+RUNNER_APP_BLOCK_ON=<document_id>, the batch holding that document blocks after its outputs
+reached the broker and before its commit (after touching RUNNER_APP_BLOCKED_FILE), so the test
+can kill it in the middle of an open transaction.
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ import uuid
 from pathlib import Path
 
 from streams.messages import Chunk, ChunkBatch, PageBatch
-from streams.runner import Runner, Stage
+from streams.runner import Runner, Stage, _Batch
 from streams.settings import Settings
 
 
 def one_chunk_per_page(batch: PageBatch) -> list[ChunkBatch]:
-    if batch.document_id == os.environ.get("RUNNER_APP_BLOCK_ON"):
-        Path(os.environ["RUNNER_APP_BLOCKED_FILE"]).touch()
-        time.sleep(600)
     chunks = [
         Chunk(
             id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{batch.document_id}/{page.number}")),
@@ -37,7 +35,18 @@ def one_chunk_per_page(batch: PageBatch) -> list[ChunkBatch]:
 
 STAGE = Stage(name="test-chunk", input=PageBatch, handle=one_chunk_per_page)
 
+
+class BlockingRunner(Runner[PageBatch]):
+    def _commit(self, batch: _Batch) -> bool:
+        blocked_on = os.environ.get("RUNNER_APP_BLOCK_ON")
+        if any(PageBatch.from_wire(r.value()).document_id == blocked_on for r in batch.records):
+            self.producer.flush(30)  # the outputs are in the log, not yet committed
+            Path(os.environ["RUNNER_APP_BLOCKED_FILE"]).touch()
+            time.sleep(600)
+        return super()._commit(batch)
+
+
 if __name__ == "__main__":
-    runner = Runner(STAGE, Settings())
+    runner = BlockingRunner(STAGE, Settings())
     runner.install_signal_handlers()
     runner.run()

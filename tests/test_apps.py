@@ -29,7 +29,7 @@ def test_run_all_gives_up_on_a_stage_that_keeps_crashing(settings: Settings) -> 
     assert "download keeps exiting right after start" in done.stderr
 
 
-def test_an_unknown_stage_is_a_clear_error() -> None:
+def test_an_unknown_app_is_a_clear_error() -> None:
     result = CliRunner().invoke(app, ["run", "transmogrify"])
     assert result.exit_code == 1
-    assert "unknown stage 'transmogrify'" in result.stderr
+    assert "unknown app 'transmogrify'" in result.stderr

@@ -202,3 +202,20 @@ def test_dead_letters_are_listed_and_replayed_to_their_topic_after_a_fix(
         wait_for(lambda: _chunk_docs(topics) == ["doc-x"])
     unknown = CliRunner().invoke(app, ["dlq", "replay", "9:999"], env=env)
     assert unknown.exit_code == 1 and "no dead letter with id 9:999" in unknown.stderr
+
+
+def test_a_slow_batch_is_committed_in_parts_within_its_time_budget(topics: Settings) -> None:
+    def slow(batch: PageBatch) -> list[ChunkBatch]:
+        time.sleep(0.3)  # e.g. a large window's embeddings
+        return one_chunk_per_page(batch)
+
+    docs = [f"slow-{i}" for i in range(12)]
+    _publish(topics, [_page_batch(d) for d in docs])
+    budget = topics.model_copy(update={"batch_max_seconds": 0.5})
+    with running(Stage("test-slow", PageBatch, slow), budget):
+        wait_for(lambda: len(_chunk_docs(topics)) >= len(docs))
+    assert sorted(_chunk_docs(topics)) == sorted(docs)
+    committed = REGISTRY.get_sample_value(
+        "docstreams_transactions_total", {"stage": "test-slow", "outcome": "committed"}
+    )
+    assert committed is not None and committed >= 5  # 8 records would fit one batch otherwise

@@ -44,7 +44,7 @@ from streams.messages import (
 from streams.producer import submit
 from streams.progress import DocumentProgress, follow
 from streams.settings import Settings, as_environment
-from streams.status import Action, DocumentState, Phase, TrackedMessage, fold
+from streams.status import Action, DocumentState, Phase, TrackedMessage, complete, fold
 from tests.apps_helpers import app_process, running_apps
 from tests.callback_receiver import Receiver, receiving
 from tests.kafka_helpers import read_topic, wait_for
@@ -106,6 +106,23 @@ def test_a_replayed_request_after_its_events_does_not_reset_the_document() -> No
     state, _ = _fold_all(messages)
     again = fold(state, messages[0])  # the ingest topic replayed after the events topic
     assert not again.changed and again.state.all_indexed
+
+
+def test_a_request_folded_after_its_own_events_keeps_them_and_calls_back() -> None:
+    request = DocumentSubmitted(tenant_id=TENANT, document_id="d1", source="https://example.org/d1",
+                                callback_url="https://example.org/hook")  # fmt: skip
+    events = [
+        m.model_copy(update={"submitted_at": request.submitted_at})
+        if isinstance(m, DocumentPlanned) else m
+        for m in _lifecycle()[1:]
+    ]  # fmt: skip
+    state, actions = _fold_all(events)
+    assert actions == [Action.CHECK_COMPLETION] and state.submissions == 1
+    complete(state, chunks=8)
+    late = fold(state, request)
+    assert late.actions == [Action.CALLBACK]
+    assert late.state.phase == Phase.COMPLETED and late.state.all_indexed
+    assert late.state.callback_url == "https://example.org/hook" and late.state.submissions == 1
 
 
 def test_events_of_an_older_version_are_ignored() -> None:

@@ -1,0 +1,20 @@
+"""The chaos run as a test, smaller than `bench/chaos.py`'s default (select with -m chaos)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.chaos import ChaosPlan, passed, run
+
+pytestmark = pytest.mark.chaos
+
+
+def test_kills_a_broker_restart_and_a_weaviate_outage_leave_the_index_exactly_right(
+    tmp_path: Path,
+) -> None:
+    summary = run(ChaosPlan(kills=8, broker_restarts=1, weaviate_outage_s=8.0, seed=7,
+                            pages=300, timeout_s=600.0, workdir=tmp_path))  # fmt: skip
+    assert passed(summary), summary
+    assert summary["kills"] >= 4 and summary["broker_restarts"] == 1, summary
