@@ -341,7 +341,13 @@ def _read_all(settings: Settings, key: str, isolation: str) -> list[tuple[Any, b
 
 
 # --- the whole run ----------------------------------------------------------------------------
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so a `kill` still stops the private stack and the apps
+
+
 def run(plan: ChaosPlan) -> dict[str, Any]:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     began = time.monotonic()
     workdir = plan.workdir or Path(tempfile.mkdtemp(prefix="docstreams-chaos-"))
     rng = random.Random(plan.seed)  # noqa: S311 - a replayable schedule, not a secret
@@ -350,7 +356,7 @@ def run(plan: ChaosPlan) -> dict[str, Any]:
         blob_dir=workdir / "blobs",
         allow_local_sources=True,
         batch_max_wait_s=0.2,
-        transaction_timeout_s=30.0,
+        transaction_timeout_s=60.0,  # short: a killed batch's transaction is rolled back soon
     )
     stack = Stack(base)
     stack.up()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import faulthandler
 import logging
 import os
 import random
@@ -110,11 +111,25 @@ class Runner(Generic[In]):
         """Finish the batch in flight, commit it, leave the group. Safe from signal handlers."""
         self._stop.set()
 
+    def _watchdog(self) -> None:
+        """Exit if the loop stops turning (e.g. a Kafka call that never returns after its
+        transaction was rolled back by the coordinator): a restarted process fences the stuck
+        one's transaction and goes on, where a stuck one would hold its partitions forever.
+        (On Kubernetes the liveness probe does the same; locally nothing else would.)"""
+        while not self._stop.wait(5.0):
+            if not self.health.live():
+                log.critical("%s: no progress for %.0fs; exiting to be restarted (stacks follow)",
+                             self.stage.name, self.health.stall_after_s)  # fmt: skip
+                faulthandler.dump_traceback(all_threads=True)  # where it was stuck, for the logs
+                logging.shutdown()
+                os._exit(70)
+
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop())
 
     def run(self) -> None:
+        threading.Thread(target=self._watchdog, daemon=True, name="watchdog").start()
         with ExitStack() as resources:
             self.consumer = Consumer(self._consumer_config())
             resources.callback(self.consumer.close)  # leaves the group: a fast rebalance
@@ -156,6 +171,7 @@ class Runner(Generic[In]):
                     batch = self._put_back(batch, done)
                     break
                 outputs += self._outputs(record)
+                self.health.beat()
         except DownstreamUnavailable as exc:
             self._rewind(batch, f"downstream unavailable: {exc}")
             self._pause(exc.retry_after_s, str(exc))
@@ -409,9 +425,10 @@ def _identity(value: bytes | None) -> dict[str, Any]:
     for key, kind in (("tenant_id", str), ("document_id", str), ("version", str), ("window", int)):
         if isinstance(data.get(key), kind):
             ids[key] = data[key]
-    if data.get("type") == "DocumentSubmitted":  # which request failed (the tracker orders by it)
-        with contextlib.suppress(TypeError, ValueError):
-            ids["submitted_at"] = datetime.fromisoformat(data["submitted_at"])
+    submitted_at = data.get("submitted_at")
+    if data.get("type") == "DocumentSubmitted" and isinstance(submitted_at, str):
+        with contextlib.suppress(ValueError):  # which request failed: the tracker orders by it
+            ids["submitted_at"] = datetime.fromisoformat(submitted_at)
     return ids
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ class Behaviour:
     ignore_range: bool = False
     redirects: dict[str, str] = field(default_factory=dict)
     statuses: dict[str, int] = field(default_factory=dict)  # path -> status, every time
+    trickle: set[str] = field(default_factory=set)  # paths sent at 1 byte per second
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range)
     _cut_done: set[str] = field(default_factory=set)
 
@@ -62,6 +64,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
         body = data[start:]
+        if self.path in b.trickle:
+            for i in range(min(len(body), 120)):  # bounded: the client gives up long before
+                time.sleep(1.0)
+                try:
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return  # the client hung up
+            return
         if b.cut_after is not None and self.path not in b._cut_done:
             b._cut_done.add(self.path)
             self.wfile.write(body[: b.cut_after])

@@ -14,15 +14,18 @@ import docx
 import orjson
 import psutil
 import pytest
+from confluent_kafka import Producer
 from typer.testing import CliRunner
 
 from streams.adapters.weaviate_store import ChunkIndex
 from streams.cli import app
+from streams.kafka_clients import producer_config
 from streams.messages import ChunkBatch, DeadLetter, DocumentSubmitted
 from streams.producer import submit
 from streams.progress import DocumentProgress, follow
 from streams.settings import Settings, as_environment
 from streams.stack import Stack
+from streams.topics import topic_name
 from tests.apps_helpers import app_process, running_apps
 from tests.http_server import Behaviour, serving
 from tests.kafka_helpers import read_topic, wait_for
@@ -57,6 +60,14 @@ def pipeline(
 def _submit_and_wait(settings: Settings, source: str, document_id: str) -> DocumentProgress:
     request: DocumentSubmitted = submit(settings, source, TENANT, document_id)
     return follow(settings, TENANT, document_id, request.submitted_at, timeout_s=240)
+
+
+def _publish_raw(settings: Settings, values: list[bytes]) -> None:
+    """Records no docstreams producer would write: what a careless caller might."""
+    producer = Producer(producer_config(settings))
+    for value in values:
+        producer.produce(topic_name(settings, "ingest"), value=value, key=b"acme/raw")
+    assert producer.flush(30) == 0
 
 
 def _weaviate_count(settings: Settings, document_id: str, version: str | None = None) -> int:
@@ -137,7 +148,13 @@ def test_bad_documents_are_dead_lettered_with_their_reason_and_the_next_one_comp
     empty.write_bytes(b"")
     login_page = tmp_path / "report.pdf"  # an HTML page saved where the PDF was expected
     login_page.write_text("<!DOCTYPE html><html><body>Please sign in</body></html>")
-    with serving(Behaviour(statuses={"/flaky.pdf": 500})) as base:
+    binary = tmp_path / "tool.bin"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(500))
+    slow = Behaviour(statuses={"/flaky.pdf": 500}, files={"/slow.pdf": SAMPLE.read_bytes()},
+                     trickle={"/slow.pdf"})  # fmt: skip
+    _publish_raw(settings, [b"{not json", b'{"type": "DocumentSubmitted", "tenant_id": "acme", '
+                            b'"document_id": "no-source", "schema_version": 1}'])  # fmt: skip
+    with serving(slow) as base:
         failures = {
             "empty": _submit_and_wait(settings, str(empty), "empty"),
             "login": _submit_and_wait(settings, str(login_page), "login"),
@@ -146,6 +163,8 @@ def test_bad_documents_are_dead_lettered_with_their_reason_and_the_next_one_comp
             "cut": _submit_and_wait(settings, str(truncated), "cut"),
             "gone": _submit_and_wait(settings, f"{base}/gone.pdf", "gone"),
             "metadata": _submit_and_wait(settings, "http://169.254.169.254/latest", "metadata"),
+            "binary": _submit_and_wait(settings, str(binary), "binary"),
+            "slow": _submit_and_wait(settings, f"{base}/slow.pdf", "slow"),
         }
     after = _submit_and_wait(settings, str(SAMPLE), "after-the-bad-ones")
 
@@ -157,9 +176,14 @@ def test_bad_documents_are_dead_lettered_with_their_reason_and_the_next_one_comp
     assert reasons["empty"] == "empty document (0 bytes)"
     assert "says application/pdf but the bytes are text/html" in reasons["login"]
     assert "HTTP 500" in reasons["err500"]
-    letters = {d.document_id: d for d in map(DeadLetter.from_wire, read_topic(settings, "dlq"))}
+    assert "binary content" in reasons["binary"]
+    assert "under the minimum of 1024 B/s" in reasons["slow"]
+    dead = list(map(DeadLetter.from_wire, read_topic(settings, "dlq")))
+    letters = {d.document_id: d for d in dead}
     for doc in failures:
         assert letters[doc].stage == "download" and letters[doc].reason == reasons[doc]
+    assert any(d.document_id is None and "not JSON" in d.reason for d in dead)
+    assert "not a valid DocumentSubmitted" in letters["no-source"].reason
     assert after.done and after.failure is None
 
 
