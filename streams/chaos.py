@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,11 +32,10 @@ from typing import Any
 
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, TopicPartition
 from pypdf import PdfReader, PdfWriter
 
 from streams.adapters.weaviate_store import ChunkIndex
-from streams.kafka_clients import admin_client, base_config
+from streams.kafka_clients import admin_client, read_all
 from streams.messages import VectorBatch
 from streams.producer import submit
 from streams.progress import DocumentProgress, follow_all
@@ -302,8 +300,9 @@ def _batches(settings: Settings, isolation: str) -> dict[str, dict[str, int]]:
         "extract-tasks": "download", "pages": "extract", "chunks": "chunk", "vectors": "embed",
     }  # fmt: skip
     for key in ("extract-tasks", "pages", "chunks", "vectors", "events"):
-        for headers, value in _read_all(settings, key, isolation):
-            batch = dict(headers).get(BATCH_HEADER)
+        for record in read_all(settings, topic_name(settings, key), isolation):
+            value = record.value() or b""
+            batch = dict(record.headers() or []).get(BATCH_HEADER)
             if not isinstance(batch, bytes):
                 continue  # not written by a runner (the tracker's own events)
             batch_id = batch.decode()
@@ -316,28 +315,6 @@ def _batches(settings: Settings, isolation: str) -> dict[str, dict[str, int]]:
             weight = len(VectorBatch.from_wire(value).chunks) if key == "vectors" else 1
             found[stage][batch_id] += weight
     return found
-
-
-def _read_all(settings: Settings, key: str, isolation: str) -> list[tuple[Any, bytes]]:
-    topic = topic_name(settings, key)
-    consumer = Consumer({**base_config(settings), "group.id": f"chaos-{uuid.uuid4().hex[:8]}",
-                         "isolation.level": isolation, "enable.auto.commit": False,
-                         "enable.partition.eof": True})  # fmt: skip
-    partitions = admin_client(settings).list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    records: list[tuple[Any, bytes]] = []
-    at_end: set[int] = set()
-    deadline = time.monotonic() + 120
-    while len(at_end) < len(partitions) and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        if msg.error() is not None:
-            at_end.add(msg.partition() or 0)
-        elif (value := msg.value()) is not None:
-            records.append((msg.headers() or [], value))
-    consumer.close()
-    return records
 
 
 # --- the whole run ----------------------------------------------------------------------------

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from typing import Any
 
+from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streams.settings import Settings
@@ -30,3 +33,30 @@ def producer_config(settings: Settings) -> dict[str, Any]:
 
 def admin_client(settings: Settings) -> AdminClient:
     return AdminClient(base_config(settings))
+
+
+def read_all(
+    settings: Settings, topic: str, isolation: str = "read_committed", timeout_s: float = 120.0
+) -> list[Message]:
+    """Every record of a topic right now, all partitions, without joining a group's offsets
+    (for checks, audits and tests; not for processing)."""
+    consumer = Consumer({**base_config(settings), "group.id": f"read-{uuid.uuid4().hex[:8]}",
+                         "isolation.level": isolation, "enable.auto.commit": False,
+                         "enable.partition.eof": True})  # fmt: skip
+    partitions = admin_client(settings).list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    records: list[Message] = []
+    at_end: set[int] = set()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(at_end) < len(partitions) and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                at_end.add(msg.partition() or 0)
+            elif msg.value() is not None:
+                records.append(msg)
+    finally:
+        consumer.close()
+    return records

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from confluent_kafka import Consumer, TopicPartition
-
-from streams.kafka_clients import admin_client, base_config
+from streams.kafka_clients import read_all
 from streams.messages import PageBatch
 from streams.runner import Runner, Stage
 from streams.settings import Settings
@@ -19,25 +16,7 @@ from streams.topics import topic_name
 
 def read_topic(settings: Settings, key: str, isolation: str = "read_committed") -> list[bytes]:
     """Everything on a topic right now (all partitions)."""
-    topic = topic_name(settings, key)
-    consumer = Consumer({**base_config(settings), "group.id": f"r-{uuid.uuid4().hex[:8]}",
-                         "isolation.level": isolation, "enable.auto.commit": False,
-                         "enable.partition.eof": True})  # fmt: skip
-    partitions = admin_client(settings).list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    values: list[bytes] = []
-    at_end: set[int] = set()
-    deadline = time.monotonic() + 30
-    while len(at_end) < len(partitions) and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        if msg.error() is not None:
-            at_end.add(msg.partition() or 0)
-        elif (value := msg.value()) is not None:
-            values.append(value)
-    consumer.close()
-    return values
+    return [m.value() or b"" for m in read_all(settings, topic_name(settings, key), isolation, 30)]
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
