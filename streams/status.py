@@ -108,6 +108,7 @@ class DocumentState(BaseModel):
     pages: int = 0
     size_bytes: int = 0
     blob: str | None = None
+    files_removed: bool = False  # the retention sweep removed the document's downloaded files
     window_count: int | None = None
     windows_done: dict[str, list[int]] = Field(default_factory=dict)
     chunks_by_window: dict[int, int] = Field(default_factory=dict)
@@ -345,6 +346,7 @@ def _start_submission(state: DocumentState, submitted_at: datetime | None) -> No
     state.error = None
     state.callback = None
     state.reused_unchanged = False
+    state.files_removed = False
     state.deleted_at = None
     state.completed_at = state.failed_at = None
     state.window_count = None

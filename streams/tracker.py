@@ -163,8 +163,7 @@ class Effects:
 
     def forget(self, state: DocumentState) -> list[Message]:
         removed = self.index.forget(state.tenant_id, state.document_id)
-        if state.blob:
-            self.blobs.delete(state.blob)
+        self.blobs.delete_document(state.tenant_id, state.document_id)
         COMPLETIONS.labels("deleted").inc()
         return [
             DocumentDeleted(
@@ -257,7 +256,11 @@ def build_app(settings: Settings) -> faust.App:
     )
     events = app.topic(topic_name(settings, "events"), key_type=bytes, value_type=bytes)
     callbacks = app.topic(topic_name(settings, "callbacks"), key_type=bytes, value_type=bytes)
-    table = app.Table(TRACKER_TABLE, partitions=_PARTITIONS, key_type=str, value_type=bytes)
+    # use_partitioner: a write goes to the murmur2 partition of its key, which is the partition
+    # of the document's records (every docstreams producer uses murmur2), so the table stays
+    # co-partitioned, and the retention sweep may write outside an event.
+    table = app.Table(TRACKER_TABLE, partitions=_PARTITIONS, key_type=str, value_type=bytes,
+                      use_partitioner=True)  # fmt: skip
     outputs_by_topic = {"events": events, "callbacks": callbacks}
 
     async def send(message: Message) -> None:
@@ -322,12 +325,9 @@ def build_app(settings: Settings) -> faust.App:
                 )
             )
 
-    @app.timer(interval=60.0)  # type: ignore[untyped-decorator]
+    @app.timer(interval=min(60.0, settings.failed_retention_s))  # type: ignore[untyped-decorator]
     async def sweep() -> None:
-        """After the retention: a failed document's blob, a deleted document's state.
-
-        Writes outside an event go to the partition of the key's murmur2 hash, which is the
-        partition of the document's records, so the table stays co-partitioned."""
+        """After the retention: a failed document's files, a deleted document's state."""
         cutoff = utc_now() - timedelta(seconds=settings.failed_retention_s)
         for key, value in list(table.items()):
             state = DocumentState.from_bytes(value)
@@ -335,13 +335,16 @@ def build_app(settings: Settings) -> faust.App:
                 del table[key]  # a tombstone in the compacted changelog
                 log.info("tracker: forgot deleted document %s", key)
             elif (
-                state.phase == Phase.FAILED and state.blob and (state.failed_at or cutoff) < cutoff
+                state.phase == Phase.FAILED
+                and not state.files_removed
+                and (state.failed_at or cutoff) < cutoff
             ):
-                blob = state.blob
-                remove = functools.partial(effects.blobs.delete, blob)
-                await _until_done(remove, f"blob cleanup of {key}")
-                table[key] = state.model_copy(update={"blob": None}).to_bytes()
-                log.info("tracker: removed the blob of failed document %s", key)
+                remove = functools.partial(
+                    effects.blobs.delete_document, state.tenant_id, state.document_id
+                )
+                await _until_done(remove, f"file cleanup of {key}")
+                table[key] = state.model_copy(update={"files_removed": True}).to_bytes()
+                log.info("tracker: removed the files of failed document %s", key)
 
     # --- status API -----------------------------------------------------------------------
     @app.page("/documents/{tenant}/{document}")

@@ -21,6 +21,7 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.callbacks import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
@@ -187,6 +188,7 @@ def tracked(
             "callback_secrets": {TENANT: SecretStr(SECRET)},
             "callback_allowlist": ["127.0.0.1/32"],
             "callback_give_up_s": 60.0,
+            "failed_retention_s": 20.0,
         }
     )
     receiver = Receiver()
@@ -378,3 +380,30 @@ def test_killing_the_tracker_loses_no_state_and_callbacks_keep_their_key(
         wait_for(functools.partial(receiver.called_back, document), timeout_s=60)
         keys = {r.headers[IDEMPOTENCY_HEADER] for r in receiver.for_document(document)}
         assert len(keys) == 1  # redelivered or not, one outcome has one key
+
+
+@pytest.mark.stack
+def test_after_the_retention_a_failed_blob_and_a_deleted_state_are_removed(
+    tracked: tuple[Settings, psutil.Process, Receiver, str], tmp_path: Path
+) -> None:
+    settings, _, _, _ = tracked
+    locked = write_pdf(tmp_path / "locked.pdf", ["secret"], password="pw")
+    failed = _submit_and_follow(settings, str(locked), "locked")
+    assert failed.failure is not None
+    blobs = LocalBlobStore(settings.blob_dir).document_files(TENANT, "locked")
+    assert blobs, "the failed document's file is kept for inspection at first"
+    _submit_and_follow(settings, str(SAMPLE), "gone-later")
+    CliRunner().invoke(app, ["delete", "gone-later", "--tenant", TENANT],
+                       env=as_environment(settings))  # fmt: skip
+    wait_for(lambda: _status(settings, "gone-later")["phase"] == "deleted", timeout_s=60)
+    wait_for(lambda: not any(p.exists() for p in blobs), timeout_s=90)
+    assert _status(settings, "locked")["phase"] == "failed"  # the state stays, the file goes
+    wait_for(lambda: not _tracked(settings, "gone-later"), timeout_s=90)  # state tombstoned
+
+
+def _tracked(settings: Settings, document_id: str) -> bool:
+    result = CliRunner().invoke(
+        app, ["status", document_id, "--tenant", TENANT], env=as_environment(settings)
+    )
+    assert result.exit_code == 0 or "knows no document" in result.output, result.output
+    return result.exit_code == 0

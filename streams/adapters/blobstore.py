@@ -78,6 +78,19 @@ class LocalBlobStore:
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def document_files(self, tenant_id: str, document_id: str) -> list[Path]:
+        """Every file kept for a document: its versions and any partial download."""
+        folders = [self.root / area / _document_dir(tenant_id, document_id)
+                   for area in ("objects", "partial")]  # fmt: skip
+        return [f for folder in folders if folder.is_dir() for f in folder.iterdir() if f.is_file()]
+
+    def delete_document(self, tenant_id: str, document_id: str) -> int:
+        """Remove every file kept for a document; returns how many."""
+        files = self.document_files(tenant_id, document_id)
+        for file in files:
+            file.unlink(missing_ok=True)
+        return len(files)
+
     def delete(self, key: str) -> bool:
         """Remove a blob; False if it was already gone (deleting twice is fine)."""
         try:
