@@ -35,6 +35,7 @@ import orjson
 from pypdf import PdfReader, PdfWriter
 
 from streams.adapters.weaviate_store import ChunkIndex
+from streams.apps import APPS  # every app can be killed: the five stages and the tracker
 from streams.kafka_clients import admin_client, read_all
 from streams.messages import VectorBatch
 from streams.producer import submit
@@ -50,8 +51,6 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "harbour-handbook.pdf"
 TENANT = "chaos"
-KILLABLE = ("download", "extract", "chunk", "embed", "index", "tracker")
-APPS = KILLABLE
 VECTOR_TOLERANCE = 1e-3  # int8 ONNX: batch shapes differ between runs, results within ~1e-6
 
 
@@ -167,7 +166,7 @@ def chaos(
     began = time.monotonic()
     stop = threading.Event()
     kill_gaps = [rng.uniform(0.5, 4.0) for _ in range(plan.kills)]
-    victims = [rng.choice(KILLABLE) for _ in range(plan.kills)]
+    victims = [rng.choice(APPS) for _ in range(plan.kills)]
     downtimes = [rng.uniform(0.2, 3.0) for _ in range(plan.kills)]
     broker_at = sorted(rng.uniform(5.0, 40.0) for _ in range(plan.broker_restarts))
     weaviate_at = rng.uniform(5.0, 40.0)

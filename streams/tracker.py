@@ -137,7 +137,7 @@ class Effects:
             )
             fail(state, "tracker", reason, "IndexMismatch", utc_now())
             COMPLETIONS.labels("failed").inc()
-            return self.failure_callback(state)
+            return self._callback(state, "document.failed")
         # Order matters: switch search to the new version, then delete the old ones.
         self.index.make_current(state.tenant_id, state.document_id, version, found)
         self.index.delete_chunks(state.tenant_id, state.document_id, except_version=version)
@@ -157,9 +157,6 @@ class Effects:
             )
         ]
         return done + self._callback(state, "document.completed")
-
-    def failure_callback(self, state: DocumentState) -> list[Message]:
-        return self._callback(state, "document.failed")
 
     def forget(self, state: DocumentState) -> list[Message]:
         removed = self.index.forget(state.tenant_id, state.document_id)
@@ -194,7 +191,7 @@ class Effects:
             return self.forget(state)
         if action == Action.CALLBACK_FAILED:
             COMPLETIONS.labels("failed").inc()
-            return self.failure_callback(state)
+            return self._callback(state, "document.failed")
         if action == Action.CALLBACK:
             event = "document.completed" if state.phase == Phase.COMPLETED else "document.failed"
             return self._callback(state, event)
