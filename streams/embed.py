@@ -1,11 +1,29 @@
-"""embed: ChunkBatch -> VectorBatch + WindowEmbedded, through the configured Embedder."""
+"""embed: ChunkBatch -> VectorBatch + WindowEmbedded, through the configured Embedder.
+
+Nothing is paid for twice: a text's vector is looked up in the embedding cache (model,
+dimensions, text) before any request, identical texts in a batch are sent once, and every paid
+request's vectors are cached as soon as they arrive, so a batch redone after a crash, a throttle
+pause or a rebalance costs no tokens for what was already embedded.
+
+The runner hands the stage each batch's messages first (``prepare``): their chunks are embedded
+together, so requests are filled across windows up to the provider's limits. ``__call__`` then
+only assembles each message's outputs; on its own (no prepare, or prepare failed) it embeds what
+its message still lacks, which keeps a bad input's failure to that one message.
+"""
 
 from __future__ import annotations
 
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
+from streams import metrics
 from streams.adapters.embedders import Embedder, make_embedder
-from streams.errors import PoisonInput
+from streams.adapters.embedding_cache import EmbeddingCache, WeaviateEmbeddingCache, cache_key
+from streams.errors import DownstreamUnavailable, PoisonInput
 from streams.messages import (
     ChunkBatch,
     EmbeddedChunk,
@@ -17,20 +35,62 @@ from streams.messages import (
 from streams.runner import Stage
 from streams.settings import Settings
 
+log = logging.getLogger(__name__)
+
+Key = tuple[str, uuid.UUID]  # (cache scope, content hash)
+
+
+@dataclass(frozen=True)
+class _Vector:
+    values: np.ndarray
+    paid: bool  # embedded by this process for this batch (else: from the cache)
+
 
 class Embed:
-    def __init__(self, embedder: Embedder) -> None:
+    def __init__(self, embedder: Embedder, cache: EmbeddingCache | None = None) -> None:
         self.embedder = embedder
+        self.cache = cache
+        self._vectors: dict[Key, _Vector] = {}  # this batch's, cleared by the next prepare
+        self._charged: set[Key] = set()  # paid texts already billed to a message
+        self._in_batch = False
+
+    # --- the runner's batch ------------------------------------------------------------------
+    def prepare(self, batches: Sequence[ChunkBatch]) -> None:
+        """Embed all chunks of a runner batch together (full requests, one cache lookup)."""
+        self._vectors.clear()
+        self._charged.clear()
+        self._in_batch = True
+        usable = [b for b in batches if not self._too_long(b)]
+        try:
+            self._fill(usable)
+        except DownstreamUnavailable:
+            raise
+        except Exception as exc:  # an input the provider refuses: found again per message
+            log.warning("embed: batch-wide embedding failed (%s); going message by message", exc)
 
     def __call__(self, batch: ChunkBatch) -> list[Message]:
-        too_long = [c.index for c in batch.chunks if c.tokens > self.embedder.max_input_tokens]
-        if too_long:  # the chunker sizes chunks for this model: a mismatch is a config error
+        if too_long := self._too_long(batch):
+            # The chunker sizes chunks for this model: a mismatch is a config error.
             raise PoisonInput(
                 f"chunks {too_long[:5]} exceed {self.embedder.model}'s "
                 f"{self.embedder.max_input_tokens}-token input limit"
             )
-        texts = [c.text for c in batch.chunks]
-        vectors = self.embedder.embed(texts) if texts else np.empty((0, self.embedder.dimensions))
+        self._fill([batch])
+        keys = [self._key(batch.tenant_id, c.text) for c in batch.chunks]
+        vectors = [self._vectors[k].values for k in keys]
+        tokens, cached, cached_tokens = 0, 0, 0
+        charged: set[Key] = set()
+        for key, chunk in zip(keys, batch.chunks, strict=True):
+            if self._vectors[key].paid and key not in self._charged and key not in charged:
+                tokens += chunk.tokens  # the first message with a paid text is billed for it
+                charged.add(key)
+            else:
+                cached += 1
+                cached_tokens += chunk.tokens
+        self._charged |= charged
+        if not self._in_batch:
+            self._vectors.clear()
+            self._charged.clear()
         chunks = [
             EmbeddedChunk(**c.model_dump(), vector=encode_vector(v))
             for c, v in zip(batch.chunks, vectors, strict=True)
@@ -44,10 +104,75 @@ class Embed:
         done = WindowEmbedded(
             **batch.window_identity(),
             items=len(chunks),
-            tokens=sum(c.tokens for c in batch.chunks),
+            tokens=tokens,
+            cached=cached,
+            cached_tokens=cached_tokens,
         )
         return [out, done]
 
+    # --- embedding what is missing -----------------------------------------------------------
+    def _key(self, tenant_id: str, text: str) -> Key:
+        scope = self.cache.scope(tenant_id) if self.cache else tenant_id
+        return scope, cache_key(self.embedder.model, self.embedder.dimensions, text)
+
+    def _too_long(self, batch: ChunkBatch) -> list[int]:
+        return [c.index for c in batch.chunks if c.tokens > self.embedder.max_input_tokens]
+
+    def _fill(self, batches: Sequence[ChunkBatch]) -> None:
+        wanted: dict[Key, tuple[str, int]] = {}  # key -> (text, tokens), first occurrence
+        for batch in batches:
+            for chunk in batch.chunks:
+                key = self._key(batch.tenant_id, chunk.text)
+                if key not in self._vectors:
+                    wanted.setdefault(key, (chunk.text, chunk.tokens))
+        if not wanted:
+            return
+        self._look_up(list(wanted))
+        missing = [k for k in wanted if k not in self._vectors]
+        metrics.EMBED_CACHE_TOKENS.inc(
+            sum(c.tokens for b in batches for c in b.chunks) - sum(wanted[k][1] for k in missing)
+        )
+        counts = [wanted[k][1] for k in missing]
+        for start, end in self.embedder.request_bounds(counts):
+            keys = missing[start:end]
+            values = self.embedder.embed([wanted[k][0] for k in keys])
+            metrics.EMBED_PROVIDER_TOKENS.inc(sum(counts[start:end]))
+            fresh = dict(zip(keys, values, strict=True))
+            for key, vector in fresh.items():
+                self._vectors[key] = _Vector(vector, paid=True)
+            self._store(fresh)  # at once: a redo after a later request fails costs nothing
+
+    def _look_up(self, keys: list[Key]) -> None:
+        if self.cache is None:
+            return
+        by_scope: dict[str, list[uuid.UUID]] = {}
+        for scope, digest in keys:
+            by_scope.setdefault(scope, []).append(digest)
+        for scope, digests in by_scope.items():
+            found = self.cache.get(scope, digests)
+            for digest, vector in found.items():
+                self._vectors[(scope, digest)] = _Vector(vector, paid=False)
+            metrics.EMBED_CACHE_LOOKUPS.labels("hit").inc(len(found))
+            metrics.EMBED_CACHE_LOOKUPS.labels("miss").inc(len(digests) - len(found))
+
+    def _store(self, fresh: dict[Key, np.ndarray]) -> None:
+        if self.cache is None:
+            return
+        by_scope: dict[str, dict[uuid.UUID, np.ndarray]] = {}
+        for (scope, digest), vector in fresh.items():
+            by_scope.setdefault(scope, {})[digest] = vector
+        for scope, vectors in by_scope.items():
+            self.cache.put(scope, vectors)
+
 
 def make_stage(settings: Settings) -> Stage[ChunkBatch]:
-    return Stage("embed", ChunkBatch, Embed(make_embedder(settings)))
+    embedder = make_embedder(settings)
+    cache = WeaviateEmbeddingCache(settings, embedder.dimensions) if settings.embed_cache else None
+    embed = Embed(embedder, cache)
+    return Stage(
+        "embed",
+        ChunkBatch,
+        embed,
+        prepare=embed.prepare,
+        gather_wait_s=settings.embed_gather_wait_s,
+    )

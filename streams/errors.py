@@ -35,6 +35,15 @@ class DownstreamUnavailable(DocstreamsError):
         self.retry_after_s = retry_after_s
 
 
+class ProviderRefused(DownstreamUnavailable):
+    """A provider refuses for a reason retries cannot fix (quota exhausted, bad credentials):
+    the stage pauses until a probe after ``retry_after_s`` (or an operator) finds it fixed."""
+
+    def __init__(self, message: str, reason: str, retry_after_s: float) -> None:
+        super().__init__(message, retry_after_s)
+        self.reason = reason
+
+
 class FatalRunnerError(DocstreamsError):
     """The process must exit (fenced by a newer instance, misconfiguration)."""
 
@@ -45,6 +54,7 @@ __all__ = [
     "FatalRunnerError",
     "MissingToolError",
     "PoisonInput",
+    "ProviderRefused",
     "StackError",
     "TransientError",
 ]

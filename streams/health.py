@@ -1,4 +1,5 @@
-"""Each app's HTTP endpoints: /metrics (Prometheus), /healthz (live), /readyz (ready)."""
+"""Each app's HTTP endpoints: /metrics (Prometheus), /healthz (live), /readyz (ready), and
+POST /resume (a paused stage tries again now, e.g. after an operator topped up the quota)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class Health:
     producer_ready: bool = False
     assigned: list[int] | None = None  # None until the group's first assignment
     paused_because: str | None = None
+    # Set by POST /resume: a paused stage tries again now instead of at its next probe.
+    resume_requested: threading.Event = field(default_factory=threading.Event)
 
     def beat(self) -> None:
         self.last_loop = time.monotonic()
@@ -59,6 +62,13 @@ def serve(health: Health, host: str, port: int) -> WSGIServer:
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
+        if path == "/resume":
+            if environ.get("REQUEST_METHOD") != "POST":
+                start_response("405 Method Not Allowed", [("Allow", "POST")])
+                return [b""]
+            health.resume_requested.set()
+            start_response("202 Accepted", [("Content-Type", "application/json")])
+            return [orjson.dumps({"resume_requested": True, "paused": health.paused_because})]
         if path in ("/healthz", "/readyz"):
             ok = health.live() if path == "/healthz" else health.ready()
             start_response("200 OK" if ok else "503 Service Unavailable",

@@ -288,7 +288,10 @@ class WindowEmbedded(WindowDone):
     type: Literal["WindowEmbedded"] = "WindowEmbedded"
     stage: Literal["embed"] = "embed"
     tokens: int = Field(default=0, ge=0, description="Embedding tokens paid to the provider.")
-    cached: int = Field(default=0, ge=0, description="Vectors served from the cache.")
+    cached: int = Field(
+        default=0, ge=0, description="Vectors not paid for: from the cache or an identical text."
+    )
+    cached_tokens: int = Field(default=0, ge=0, description="Tokens of those vectors.")
 
 
 class WindowIndexed(WindowDone):

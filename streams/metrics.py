@@ -52,6 +52,37 @@ TOKENS = Counter("docstreams_embedding_tokens_total", "Tokens sent to the embedd
 OBJECTS = Counter(
     "docstreams_weaviate_objects_written_total", "Objects Weaviate acknowledged.", ["stage"]
 )
+# Embedding cost, counted when it happens (a paid request whose batch is then aborted was paid).
+EMBED_PROVIDER_TOKENS = Counter(
+    "docstreams_embedding_provider_tokens_total",
+    "Tokens sent to the embedding model (what the provider bills), at request time.",
+)
+EMBED_CACHE_TOKENS = Counter(
+    "docstreams_embedding_cache_tokens_total",
+    "Tokens not sent because the vector came from the embedding cache or an identical input.",
+)
+EMBED_CACHE_LOOKUPS = Counter(
+    "docstreams_embedding_cache_lookups_total",
+    "Embedding cache lookups by result (hit, miss, error).",
+    ["result"],
+)
+EMBED_REQUESTS = Counter(
+    "docstreams_embedding_requests_total",
+    "Requests to the embedding provider by outcome "
+    "(ok, throttled, server_error, unreachable, refused, rejected, error).",
+    ["outcome"],
+)
+EMBED_RETRIES = Counter(
+    "docstreams_embedding_retries_total", "Embedding requests retried in place after a wait."
+)
+EMBED_THROTTLED_SECONDS = Counter(
+    "docstreams_embedding_throttled_seconds_total",
+    "Seconds the embed stage waited on the provider's rate limits (sleeping or paused).",
+)
+EMBEDDER_REFUSED = Gauge(
+    "docstreams_embedder_refused",
+    "1 while the provider refuses for quota or credentials (the embed stage is paused).",
+)
 DEAD_LETTERS = Counter(
     "docstreams_dead_letters_total", "Records dead-lettered, by error class.", ["stage", "error"]
 )

@@ -68,6 +68,12 @@ class Stage(Generic[In]):
     handle: Callable[[In], Iterable[WireMessage]]
     # Bytes -> message; default: input.from_wire. A topic carrying several types needs its own.
     decode: Callable[[bytes | None], In] | None = None
+    # Sees a batch's decoded messages before they are handled one by one: work that is cheaper
+    # done for the whole batch at once (the embed stage fills its requests across messages).
+    # DownstreamUnavailable from it pauses like one from ``handle``.
+    prepare: Callable[[list[In]], None] | None = None
+    # After a batch's first record, how long to wait for more (default: BATCH_MAX_WAIT_S).
+    gather_wait_s: float | None = None
 
     def decoded(self, value: bytes | None) -> In:
         return self.decode(value) if self.decode else self.input.from_wire(value)
@@ -144,12 +150,22 @@ class Runner(Generic[In]):
             while not self._stop.is_set():
                 self.health.beat()
                 self._resume_if_due()
-                records = self.consumer.consume(
-                    self.settings.batch_max_messages, self.settings.batch_max_wait_s
-                )
-                batch = _Batch([r for r in records if self._usable(r)])
+                batch = _Batch([r for r in self._next_records() if self._usable(r)])
                 if batch.records:
                     self._process(batch)
+
+    def _next_records(self) -> list[Message]:
+        """Wait (up to a second) for one record; then take what else arrives within the gather
+        wait: a lone document is not held back, a busy topic still fills its batches."""
+        first = self.consumer.poll(1.0)
+        if first is None:
+            return []
+        wait = self.stage.gather_wait_s
+        more = self.consumer.consume(
+            self.settings.batch_max_messages - 1,
+            self.settings.batch_max_wait_s if wait is None else wait,
+        )
+        return [first, *more]
 
     # --- one batch = one transaction --------------------------------------------------------
     def _process(self, batch: _Batch) -> None:
@@ -163,14 +179,17 @@ class Runner(Generic[In]):
         # committing, however slow the stage (an embedding batch can take minutes), so it never
         # runs into transaction.timeout.ms (which would fence this producer, again on every
         # retry) and read_committed consumers downstream wait for it only briefly.
+        decoded = [self._decode(record) for record in batch.records]
         try:
+            if self.stage.prepare is not None:
+                self._prepare([m for m in decoded if not isinstance(m, Exception)])
             outputs = []
-            for done, record in enumerate(batch.records):
+            for done, (record, message) in enumerate(zip(batch.records, decoded, strict=True)):
                 if done and time.monotonic() - started > self.settings.batch_max_seconds:
                     # Enough for one transaction: commit these, take up the rest next time.
                     batch = self._put_back(batch, done)
                     break
-                outputs += self._outputs(record)
+                outputs += self._outputs(record, message)
                 self.health.beat()
         except DownstreamUnavailable as exc:
             self._rewind(batch, f"downstream unavailable: {exc}")
@@ -236,14 +255,33 @@ class Runner(Generic[In]):
             with contextlib.suppress(KafkaException):
                 self.consumer.seek(TopicPartition(topic, partition, offset))
 
+    def _prepare(self, messages: list[In]) -> None:
+        assert self.stage.prepare is not None
+        try:
+            self.stage.prepare(messages)
+        except DownstreamUnavailable:
+            raise
+        except Exception as exc:  # handled again, and classified, message by message
+            log.warning("%s: preparing the batch failed: %r", self.stage.name, exc)
+
     # --- one record -------------------------------------------------------------------------
-    def _outputs(self, record: Message) -> list[tuple[str, bytes, bytes, str]]:
+    def _decode(self, record: Message) -> In | Exception:
+        """The record's message, or why there is none (dead-lettered when its turn comes)."""
+        try:
+            return self.stage.decoded(record.value())
+        except (InvalidWireMessage, PoisonInput) as exc:
+            return exc
+
+    def _outputs(
+        self, record: Message, message: In | Exception
+    ) -> list[tuple[str, bytes, bytes, str]]:
         """The records to produce for one input: its outputs, or its dead letter."""
+        if isinstance(message, Exception):
+            return self._dead_letter(record, message, 1)
         attempts = 0
         while True:
             attempts += 1
             try:
-                message = self.stage.decoded(record.value())
                 messages = list(self.stage.handle(message))
                 outputs = [self._encode(m) for m in messages]
                 self._batch_messages += messages
@@ -251,7 +289,7 @@ class Runner(Generic[In]):
                 return outputs
             except DownstreamUnavailable:
                 raise
-            except (InvalidWireMessage, PoisonInput) as exc:
+            except PoisonInput as exc:
                 return self._dead_letter(record, exc, attempts)
             except Exception as exc:
                 if attempts >= self.settings.stage_attempts:
@@ -360,6 +398,11 @@ class Runner(Generic[In]):
         metrics.PAUSED.labels(self.stage.name).set(1)
 
     def _resume_if_due(self) -> None:
+        if self.health.resume_requested.is_set():  # POST /resume: an operator fixed the cause
+            self.health.resume_requested.clear()
+            if self._paused_until:
+                log.info("%s: resuming on request", self.stage.name)
+                self._paused_until = time.monotonic()
         if self._paused_until and time.monotonic() >= self._paused_until:
             self.consumer.resume(self.consumer.assignment())
             self._paused_until = 0.0

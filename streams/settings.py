@@ -107,7 +107,10 @@ class Settings(BaseSettings):
         default=16, ge=1, le=10_000, description="Most input records one transaction takes."
     )
     batch_max_wait_s: float = Field(
-        default=0.5, gt=0, description="How long a runner waits to fill a batch."
+        default=0.05,
+        ge=0,
+        description="After a batch's first record, how long a runner waits for more to fill it "
+        "(the embed stage uses EMBED_GATHER_WAIT_S).",
     )
     batch_max_seconds: float = Field(
         default=20.0,
@@ -195,6 +198,57 @@ class Settings(BaseSettings):
         default=None, description="OpenAI-compatible API base URL; unset: api.openai.com."
     )
     openai_api_key: SecretStr | None = Field(default=None, description="API key for `openai`.")
+    openai_timeout_s: float = Field(
+        default=60.0, gt=0, description="Timeout of one embedding request (a hung provider)."
+    )
+    embed_max_inputs_per_request: int = Field(
+        default=2048, ge=1, description="Provider limit: inputs in one embedding request."
+    )
+    embed_max_tokens_per_input: int = Field(
+        default=8192, ge=1, description="Provider limit: tokens of one input (openai)."
+    )
+    embed_max_tokens_per_request: int = Field(
+        default=300_000, ge=1, description="Provider limit: tokens summed over one request."
+    )
+    embed_requests_per_minute: float | None = Field(
+        default=None,
+        gt=0,
+        description="Pace requests to this rate (per replica) until the provider's "
+        "x-ratelimit headers say otherwise; unset: paced by the headers alone.",
+    )
+    embed_tokens_per_minute: float | None = Field(
+        default=None, gt=0, description="Pace tokens likewise (x-ratelimit-*-tokens)."
+    )
+    embed_probe_interval_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="While the provider refuses for quota or credentials, the embed stage "
+        "stays paused and tries one request this often (or POST /resume on its health port).",
+    )
+    embed_gather_wait_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="How long the embed stage waits for more chunk batches to fill its "
+        "requests after the first one arrives.",
+    )
+    embed_cache: bool = Field(
+        default=True,
+        description="Reuse vectors of texts embedded before (same model and dimensions), kept "
+        "in Weaviate collection <WEAVIATE_COLLECTION>EmbeddingCache.",
+    )
+    embed_cache_scope: Literal["tenant", "global"] = Field(
+        default="tenant",
+        description="tenant: a tenant reuses only its own vectors (no tenant can learn from "
+        "its token bill what another embedded); global: every tenant shares one cache.",
+    )
+    embed_cache_max_age_days: float = Field(
+        default=30.0, gt=0, description="Cached vectors older than this are swept away."
+    )
+    embed_cache_max_objects: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="Most cached vectors per cache tenant; the oldest beyond it are swept.",
+    )
     weaviate_collection: str = Field(
         default="DocstreamsChunk",
         pattern=r"^[A-Z][A-Za-z0-9_]{0,200}$",

@@ -114,6 +114,7 @@ class DocumentState(BaseModel):
     chunks_by_window: dict[int, int] = Field(default_factory=dict)
     tokens_by_window: dict[int, int] = Field(default_factory=dict)
     cached_by_window: dict[int, int] = Field(default_factory=dict)
+    cached_tokens_by_window: dict[int, int] = Field(default_factory=dict)
     failed_pages_by_window: dict[int, int] = Field(default_factory=dict)
     reused_unchanged: bool = False
     chunks: int = 0
@@ -174,6 +175,7 @@ class DocumentState(BaseModel):
             "content_type": self.content_type,
             "chunks": self.chunks if self.phase == Phase.COMPLETED else self.expected_chunks,
             "tokens_spent": self.tokens_spent,
+            "tokens_from_cache": sum(self.cached_tokens_by_window.values()),
             "vectors_from_cache": sum(self.cached_by_window.values()),
             "reused_unchanged": self.reused_unchanged,
             "submissions": self.submissions,
@@ -271,6 +273,7 @@ def _apply(state: DocumentState, message: TrackedMessage) -> Folded:
             state.windows_done = {}
             state.chunks_by_window, state.tokens_by_window = {}, {}
             state.cached_by_window, state.failed_pages_by_window = {}, {}
+            state.cached_tokens_by_window = {}
             state.reused_unchanged = message.unchanged
             state.phase = Phase.INDEXING if message.unchanged else Phase.EXTRACTING
             check = message.unchanged or message.window_count == 0
@@ -290,6 +293,7 @@ def _apply(state: DocumentState, message: TrackedMessage) -> Folded:
             elif isinstance(message, WindowEmbedded):
                 state.tokens_by_window[message.window] = message.tokens
                 state.cached_by_window[message.window] = message.cached
+                state.cached_tokens_by_window[message.window] = message.cached_tokens
             elif isinstance(message, WindowIndexed):
                 state.chunks_by_window[message.window] = message.items
             if state.phase in TERMINAL:
@@ -353,6 +357,7 @@ def _start_submission(state: DocumentState, submitted_at: datetime | None) -> No
     state.windows_done = {}
     state.chunks_by_window, state.tokens_by_window = {}, {}
     state.cached_by_window, state.failed_pages_by_window = {}, {}
+    state.cached_tokens_by_window = {}
 
 
 def _request_details(state: DocumentState, message: DocumentSubmitted) -> Folded:

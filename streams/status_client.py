@@ -60,6 +60,7 @@ def print_status(state: dict[str, Any], console: Console) -> None:
         "pages": str(state["pages"]),
         "chunks": str(state["chunks"]),
         "tokens spent": str(state["tokens_spent"]),
+        "tokens from cache": str(state.get("tokens_from_cache", 0)),
         "reused unchanged": "yes" if state["reused_unchanged"] else "no",
     }
     if state.get("error"):

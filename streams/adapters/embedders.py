@@ -9,7 +9,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from importlib import metadata, resources
 from pathlib import Path
@@ -19,8 +22,12 @@ import numpy as np
 from numpy.typing import NDArray
 from semantic_text_splitter import TextSplitter
 
-from streams.errors import DownstreamUnavailable, PoisonInput, TransientError
+from streams import metrics
+from streams.adapters.pacing import RateLimiter, retry_after_s
+from streams.errors import DownstreamUnavailable, PoisonInput, ProviderRefused, TransientError
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 Vectors = NDArray[np.float32]
 
@@ -36,8 +43,12 @@ class Embedder(Protocol):
         """A splitter that measures chunks in this model's tokens."""
         ...
 
+    def request_bounds(self, counts: Sequence[int]) -> list[tuple[int, int]]:
+        """Slices of inputs (given their token counts) that each make one request."""
+        ...
+
     def embed(self, texts: Sequence[str]) -> Vectors:
-        """One L2-normalised float32 row per text, in order."""
+        """One L2-normalised float32 row per text, in order (one request's worth)."""
         ...
 
 
@@ -79,6 +90,11 @@ class LocalMiniLM:
             self._tokenizer, capacity=capacity, overlap=min(overlap, capacity // 2)
         )
 
+    def request_bounds(self, counts: Sequence[int]) -> list[tuple[int, int]]:
+        # No provider limits; groups this size keep the work between cache writes short.
+        step = self._batch * 8
+        return [(a, min(a + step, len(counts))) for a in range(0, len(counts), step)]
+
     def embed(self, texts: Sequence[str]) -> Vectors:
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         for start in range(0, len(texts), self._batch):
@@ -107,9 +123,17 @@ class LocalMiniLM:
 
 
 class OpenAIEmbedder:
-    max_input_tokens = 8192
+    """The `openai` client, shaped and paced for the provider's limits.
 
-    def __init__(self, settings: Settings) -> None:
+    Every request fits the provider's per-request limits (inputs, tokens per input, tokens per
+    request: settings). Requests are paced by a token bucket that the provider's x-ratelimit
+    headers correct. A 429 or 5xx waits Retry-After: in place when short, otherwise as
+    DownstreamUnavailable, which makes the runner pause its partitions for that long (the vectors
+    already paid for are in the embedding cache by then). Quota and credential refusals are not
+    retried: ProviderRefused pauses the stage until a probe after EMBED_PROBE_INTERVAL_S.
+    """
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         import bpe_openai
         from openai import OpenAI
 
@@ -117,11 +141,19 @@ class OpenAIEmbedder:
         self.model = settings.openai_model
         self._dimensions = settings.openai_dimensions
         self.dimensions = settings.openai_dimensions or _OPENAI_DIMENSIONS.get(self.model, 1536)
+        self.max_input_tokens = settings.embed_max_tokens_per_input
+        self.max_inputs_per_request = settings.embed_max_inputs_per_request
+        self.max_tokens_per_request = settings.embed_max_tokens_per_request
+        self.probe_interval_s = settings.embed_probe_interval_s
+        self.limiter = RateLimiter(
+            settings.embed_requests_per_minute, settings.embed_tokens_per_minute, clock
+        )
+        self._sleep = time.sleep
         self._client = OpenAI(
             api_key=key.get_secret_value() if key else "unset",
             base_url=settings.openai_base_url,
-            max_retries=3,  # the SDK's own backoff, honouring Retry-After
-            timeout=60.0,
+            max_retries=0,  # retries are decided here: the SDK would retry a dead quota too
+            timeout=settings.openai_timeout_s,
         )
         # OpenAI's embedding models all use cl100k_base; other compatible servers' models
         # are counted with it too unless bpe-openai knows them.
@@ -140,48 +172,117 @@ class OpenAIEmbedder:
         )
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        parts = [self._request(texts[a:b]) for a, b in self._request_bounds(texts)]
-        return np.concatenate(parts) if parts else np.empty((0, self.dimensions), np.float32)
+        counts = [self.count_tokens(t) for t in texts]
+        too_long = [i for i, n in enumerate(counts) if n > self.max_input_tokens]
+        if too_long:
+            raise PoisonInput(
+                f"inputs {too_long[:5]} exceed the {self.max_input_tokens}-token input limit"
+            )
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for a, b in self.request_bounds(counts):
+            out[a:b] = self._request(texts[a:b], sum(counts[a:b]))
+        return out
 
-    def _request_bounds(self, texts: Sequence[str]) -> list[tuple[int, int]]:
-        """Slices of ``texts`` that each fit one request's input and token limits."""
+    def request_bounds(self, counts: Sequence[int]) -> list[tuple[int, int]]:
+        """Slices of the inputs (given their token counts) that each fit one request."""
         bounds, start, tokens = [], 0, 0
-        for i, text in enumerate(texts):
-            n = self.count_tokens(text)
-            if i > start and (i - start >= MAX_REQUEST_INPUTS or tokens + n > MAX_REQUEST_TOKENS):
+        for i, n in enumerate(counts):
+            full = i - start >= self.max_inputs_per_request
+            if i > start and (full or tokens + n > self.max_tokens_per_request):
                 bounds.append((start, i))
                 start, tokens = i, 0
             tokens += n
-        if start < len(texts):
-            bounds.append((start, len(texts)))
+        if start < len(counts):
+            bounds.append((start, len(counts)))
         return bounds
 
-    def _request(self, texts: Sequence[str]) -> Vectors:
+    def _request(self, texts: Sequence[str], tokens: int) -> Vectors:
+        for attempt in range(1, _INLINE_ATTEMPTS + 1):
+            self._pace(tokens)
+            try:
+                return self._send(texts, tokens)
+            except _RetryIn as retry:
+                if attempt == _INLINE_ATTEMPTS or retry.seconds > _MAX_INLINE_WAIT_S:
+                    metrics.EMBED_THROTTLED_SECONDS.inc(retry.seconds)
+                    raise DownstreamUnavailable(str(retry), max(retry.seconds, 0.1)) from None
+                metrics.EMBED_RETRIES.inc()
+                metrics.EMBED_THROTTLED_SECONDS.inc(retry.seconds)
+                self._sleep(retry.seconds)
+        raise AssertionError("unreachable")
+
+    def _pace(self, tokens: int) -> None:
+        wait = self.limiter.wait_s(tokens)
+        if wait > _MAX_INLINE_WAIT_S:  # a long wait is a pause, not a sleep inside a batch
+            metrics.EMBED_THROTTLED_SECONDS.inc(wait)
+            raise DownstreamUnavailable(f"pacing to the provider's rate limit: {wait:.1f}s", wait)
+        if wait > 0:
+            metrics.EMBED_THROTTLED_SECONDS.inc(wait)
+            self._sleep(wait)
+        self.limiter.spend(tokens)
+
+    def _send(self, texts: Sequence[str], tokens: int) -> Vectors:
         import openai
 
+        kwargs: dict[str, Any] = {"model": self.model, "input": list(texts)}
+        if self._dimensions:
+            kwargs["dimensions"] = self._dimensions
         try:
-            kwargs: dict[str, Any] = {"model": self.model, "input": list(texts)}
-            if self._dimensions:
-                kwargs["dimensions"] = self._dimensions
-            response = self._client.embeddings.create(**kwargs)
-        except openai.RateLimitError as exc:
-            raise DownstreamUnavailable(f"embedding provider rate limit: {exc}", 30.0) from None
-        except (openai.APIConnectionError, openai.InternalServerError) as exc:
-            raise DownstreamUnavailable(f"embedding provider unavailable: {exc}", 10.0) from None
-        except openai.BadRequestError as exc:
-            raise PoisonInput(f"embedding provider refused the input: {exc}") from None
-        except openai.APIError as exc:
-            raise TransientError(f"embedding provider error: {exc}") from None
+            raw = self._client.embeddings.with_raw_response.create(**kwargs)
+        except openai.APIStatusError as exc:
+            self.limiter.observe(exc.response.headers)
+            outcome = self._classify(exc)
+            metrics.EMBED_REQUESTS.labels(outcome.kind).inc()
+            raise outcome.error from None
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            metrics.EMBED_REQUESTS.labels("unreachable").inc()
+            raise _RetryIn(f"embedding provider unreachable: {exc}", 5.0) from None
+        self.limiter.observe(raw.headers)
+        response = raw.parse()
+        metrics.EMBED_REQUESTS.labels("ok").inc()
+        metrics.EMBEDDER_REFUSED.set(0)
         rows = sorted(response.data, key=lambda d: d.index)
         vectors = np.asarray([r.embedding for r in rows], dtype=np.float32)
+        if vectors.shape != (len(texts), self.dimensions):
+            raise TransientError(f"provider returned {vectors.shape}, wanted {len(texts)} rows")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         normalised: Vectors = (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
         return normalised
 
+    def _classify(self, exc: Any) -> _Outcome:
+        status, code = exc.status_code, exc.code
+        if (status == 429 and code == "insufficient_quota") or status in (401, 403, 404):
+            # Retrying cannot help: pause until a probe (or an operator) finds it fixed.
+            reason = code or {401: "authentication", 403: "permission", 404: "not_found"}[status]
+            metrics.EMBEDDER_REFUSED.set(1)
+            message = f"embedding provider refuses ({reason}): {exc.message}"
+            log.error("%s; probing again in %.0fs", message, self.probe_interval_s)
+            return _Outcome("refused", ProviderRefused(message, reason, self.probe_interval_s))
+        if status == 429 or status >= 500:
+            wait = retry_after_s(exc.response.headers)
+            if wait is None:
+                wait = 1.0 if status == 429 else 2.0
+            kind = "throttled" if status == 429 else "server_error"
+            return _Outcome(kind, _RetryIn(f"embedding provider {status}: {exc.message}", wait))
+        if status in (400, 413, 422):
+            return _Outcome("rejected", PoisonInput(f"embedding provider refused: {exc.message}"))
+        return _Outcome("error", TransientError(f"embedding provider error: {exc.message}"))
 
-# OpenAI's documented per-request limits for embeddings.
-MAX_REQUEST_INPUTS = 2048
-MAX_REQUEST_TOKENS = 300_000
+
+@dataclass(frozen=True)
+class _Outcome:
+    kind: str  # the requests metric's outcome label
+    error: Exception
+
+
+class _RetryIn(Exception):
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+# Waits up to this long happen inside the batch; longer ones pause the partitions instead.
+_MAX_INLINE_WAIT_S = 1.0
+_INLINE_ATTEMPTS = 3
 
 _OPENAI_DIMENSIONS = {
     "text-embedding-3-small": 1536,
