@@ -64,6 +64,11 @@ class ChaosPlan:
     timeout_s: float = 1800.0
     workdir: Path | None = None
     keep_stack: bool = False
+    # Settings for both runs (e.g. another embedder), and for the chaos run only.
+    settings: dict[str, Any] = field(default_factory=dict)
+    chaos_settings: dict[str, Any] = field(default_factory=dict)
+    # Called with the chaos run's settings before the stack stops; its result joins the summary.
+    inspect: Callable[[Settings], dict[str, Any]] | None = None
 
 
 # --- the document set -------------------------------------------------------------------------
@@ -333,6 +338,7 @@ def run(plan: ChaosPlan) -> dict[str, Any]:
         allow_local_sources=True,
         batch_max_wait_s=0.2,
         transaction_timeout_s=60.0,  # short: a killed batch's transaction is rolled back soon
+        **plan.settings,
     )
     stack = Stack(base)
     stack.up()
@@ -344,7 +350,11 @@ def run(plan: ChaosPlan) -> dict[str, Any]:
         reference, _ = ingest(reference_settings, documents, plan.timeout_s, workdir / "logs-ref")
         _require_completed(reference, "reference run")
         chaos_settings = base.model_copy(
-            update={"topic_prefix": "chaos.", "weaviate_collection": "ChaosChunk"}
+            update={
+                "topic_prefix": "chaos.",
+                "weaviate_collection": "ChaosChunk",
+                **plan.chaos_settings,
+            }
         )
         schedule: dict[str, ChaosLog] = {}
 
@@ -369,6 +379,7 @@ def run(plan: ChaosPlan) -> dict[str, Any]:
             "broker_restarts": len(schedule["log"].broker_restarts),
             "weaviate_outages_s": [round(b - a, 1) for a, b in schedule["log"].weaviate_outages],
             **redone_work(chaos_settings),
+            **(plan.inspect(chaos_settings) if plan.inspect else {}),
             "seed": plan.seed,
             "seconds": round(time.monotonic() - began, 1),
             "workdir": str(workdir),

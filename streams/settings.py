@@ -234,7 +234,7 @@ class Settings(BaseSettings):
     embed_cache: bool = Field(
         default=True,
         description="Reuse vectors of texts embedded before (same model and dimensions), kept "
-        "in Weaviate collection <WEAVIATE_COLLECTION>EmbeddingCache.",
+        "in Weaviate collection <WEAVIATE_COLLECTION>EmbeddingCache<dimensions>.",
     )
     embed_cache_scope: Literal["tenant", "global"] = Field(
         default="tenant",
