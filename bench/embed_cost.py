@@ -39,12 +39,13 @@ from tests.openai_server import EmbeddingsApi, serving
 DIMENSIONS = 256
 
 
-def paying(url: str) -> dict[str, Any]:
+def paying(url: str, max_inputs: int = 2048) -> dict[str, Any]:
     return {
         "embedder": "openai",
         "openai_base_url": url,
         "openai_api_key": "sk-bench",
         "openai_dimensions": DIMENSIONS,
+        "embed_max_inputs_per_request": max_inputs,
     }
 
 
@@ -116,7 +117,7 @@ def resubmitted(workdir: Path, pages: int) -> dict[str, Any]:
     }
 
 
-def chaos(workdir: Path, kills: int, seed: int, pages: int) -> dict[str, Any]:
+def chaos(workdir: Path, kills: int, seed: int, pages: int, max_inputs: int) -> dict[str, Any]:
     reference_api, chaos_api = EmbeddingsApi(fast=True), EmbeddingsApi(fast=True)
     with serving(reference_api) as reference_url, serving(chaos_api) as chaos_url:
         plan = ChaosPlan(
@@ -124,7 +125,7 @@ def chaos(workdir: Path, kills: int, seed: int, pages: int) -> dict[str, Any]:
             seed=seed,
             pages=pages,
             workdir=workdir,
-            settings=paying(reference_url),
+            settings=paying(reference_url, max_inputs),
             chaos_settings={"openai_base_url": chaos_url},
             inspect=lambda settings: unique_chunk_tokens(settings, chaos_api),
         )
@@ -146,13 +147,21 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=2000, help="pages of the chaos run's PDF")
     parser.add_argument("--resubmit-pages", type=int, default=300)
     parser.add_argument("--skip-chaos", action="store_true")
+    parser.add_argument(
+        "--max-inputs-per-request",
+        type=int,
+        default=32,
+        help="chaos run: small requests, so that kills land between paid requests",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     workdir = Path(tempfile.mkdtemp(prefix="docstreams-embed-cost-"))
     result: dict[str, Any] = {"resubmitted": resubmitted(workdir / "resubmit", args.resubmit_pages)}
     print(orjson.dumps({"resubmitted": result["resubmitted"]}).decode(), flush=True)
     if not args.skip_chaos:
-        result["chaos"] = chaos(workdir / "chaos", args.kills, args.seed, args.pages)
+        result["chaos"] = chaos(
+            workdir / "chaos", args.kills, args.seed, args.pages, args.max_inputs_per_request
+        )
     print(orjson.dumps(result).decode())
     ok = result["resubmitted"]["ratio"] == 1.0 and (
         args.skip_chaos or (result["chaos"]["passed"] and result["chaos"]["ratio"] <= 1.02)

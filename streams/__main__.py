@@ -1,3 +1,5 @@
 from streams.cli import app
 
-app()
+# Guarded: the parser sandbox's child processes (spawn) import this module again.
+if __name__ == "__main__":
+    app()

@@ -18,6 +18,7 @@ from typing import Protocol
 from streams.adapters import extractors
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.fetch import AddressGuard, Fetcher
+from streams.adapters.sandbox import ResourceLimitExceeded, Sandbox
 from streams.adapters.weaviate_store import ChunkIndex, CurrentVersion
 from streams.errors import DownstreamUnavailable, PoisonInput, TransientError
 from streams.messages import (
@@ -61,12 +62,18 @@ class CurrentVersions(Protocol):
 
 class Download:
     def __init__(
-        self, settings: Settings, store: LocalBlobStore, fetcher: Fetcher, versions: CurrentVersions
+        self,
+        settings: Settings,
+        store: LocalBlobStore,
+        fetcher: Fetcher,
+        versions: CurrentVersions,
+        parser: Sandbox | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.fetcher = fetcher
         self.versions = versions
+        self.parser = parser or Sandbox.for_parsing(settings)
 
     def __call__(self, request: IngestRequest) -> list[Message]:
         if isinstance(request, DeleteRequested):
@@ -99,7 +106,13 @@ class Download:
                     unchanged=True,
                 )
             ]
-        pages = extractors.pdf_page_count(path) if content_type == extractors.PDF else 0
+        pages = 0
+        if content_type == extractors.PDF:
+            pages = self.parser.call("counting the PDF's pages", extractors.pdf_page_count, path)
+            if pages > self.settings.max_pages:
+                raise ResourceLimitExceeded(
+                    "pages", f"{pages} pages, more than MAX_PAGES={self.settings.max_pages}"
+                )
         per_window = request.pages_per_window or self.settings.pages_per_window
         windows = plan_windows(content_type, pages, fetched.size, self.settings, per_window)
         filename = request.filename or _filename(request.source)
@@ -162,7 +175,7 @@ def _filename(source: str) -> str | None:
 
 def make_stage(settings: Settings) -> Stage[IngestRequest]:
     fetcher = Fetcher(
-        AddressGuard(settings.fetch_allowlist),
+        AddressGuard(settings.fetch_allowlist, settings.outbound_ports),
         timeout_s=settings.fetch_timeout_s,
         attempts=settings.fetch_attempts,
         max_bytes=settings.max_download_bytes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from streams.adapters import extractors
 from streams.adapters.blobstore import LocalBlobStore
+from streams.adapters.sandbox import ResourceLimitExceeded, Sandbox
 from streams.errors import PoisonInput
 from streams.messages import ExtractTask, Message, Page, PageBatch, WindowExtracted
 from streams.runner import Stage
@@ -11,26 +12,42 @@ from streams.settings import Settings
 
 
 class Extract:
-    def __init__(self, settings: Settings, store: LocalBlobStore) -> None:
+    def __init__(
+        self, settings: Settings, store: LocalBlobStore, parser: Sandbox | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.pdf_pages = extractors.PDF_BACKENDS[settings.pdf_backend]
+        # Parsers run in a child process under memory and time limits (a hostile file kills
+        # only the child); plain text is read here, in bounded byte windows.
+        self.parser = parser or Sandbox.for_parsing(settings)
 
     def __call__(self, task: ExtractTask) -> list[Message]:
         if not self.store.exists(task.blob):
             raise PoisonInput(f"blob {task.blob} is missing from the blob store")
         path = self.store.path(task.blob)
         if task.content_type == extractors.PDF:
-            pages = self.pdf_pages(path, task.page_start, task.page_end)
+            what = f"extracting pages {task.page_start}-{task.page_end}"
+            pages = self.parser.call(what, self.pdf_pages, path, task.page_start, task.page_end)
         elif task.content_type == extractors.HTML:
-            pages = [Page(number=1, text=extractors.html_text(path))]
+            pages = [
+                Page(number=1, text=self.parser.call("parsing HTML", extractors.html_text, path))
+            ]
         elif task.content_type == extractors.DOCX:
-            pages = [Page(number=1, text=extractors.docx_text(path))]
+            pages = [
+                Page(number=1, text=self.parser.call("parsing DOCX", extractors.docx_text, path))
+            ]
         elif task.content_type in (extractors.TEXT, extractors.MARKDOWN):
             text = extractors.text_window(path, task.window, self.settings.text_window_bytes)
             pages = [Page(number=task.page_start, text=text)]
         else:
             raise PoisonInput(f"no extractor for {task.content_type}")
+        for page in pages:
+            if len(page.text) > self.settings.max_page_chars:
+                raise ResourceLimitExceeded(
+                    "page_text", f"page {page.number} has {len(page.text)} characters of text, "
+                    f"more than MAX_PAGE_CHARS={self.settings.max_page_chars}",
+                )  # fmt: skip
         if pages and all(p.error for p in pages):
             raise PoisonInput(
                 f"every page of window {task.window} failed to extract; first: {pages[0].error}"

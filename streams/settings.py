@@ -160,6 +160,11 @@ class Settings(BaseSettings):
         description="CIDRs the fetcher may reach although not public (JSON list, e.g. "
         '["127.0.0.1/32"]); empty: public addresses only.',
     )
+    outbound_ports: list[int] = Field(
+        default_factory=lambda: [80, 443],
+        description="Ports downloads and callbacks may connect to (JSON list; empty: any); "
+        "allowlisted addresses may use any port.",
+    )
     max_download_bytes: int = Field(
         default=2 * 2**30, ge=1, description="Largest document accepted, in bytes."
     )
@@ -175,6 +180,28 @@ class Settings(BaseSettings):
     )
     text_window_bytes: int = Field(
         default=256 * 1024, ge=4096, description="Bytes of plain text per ExtractTask."
+    )
+
+    # --- hostile files --------------------------------------------------------------------------
+    parser_memory_mb: int = Field(
+        default=1024,
+        ge=128,
+        description="Address-space limit of the child process that parses PDFs, HTML and DOCX "
+        "(page counts in download, text in extract); over it: resource_limit in the DLQ.",
+    )
+    parser_timeout_s: float = Field(
+        default=120.0, gt=0, description="Longest one parse (a page count, one window) may take."
+    )
+    max_pages: int = Field(
+        default=100_000, ge=1, description="Documents with more pages are refused (resource_limit)."
+    )
+    max_page_chars: int = Field(
+        default=1_000_000,
+        ge=1000,
+        description="A page with more text than this is refused (resource_limit).",
+    )
+    pdf_max_decoded_stream_mb: int = Field(
+        default=256, ge=1, description="pypdf's cap on one decompressed stream (bombs)."
     )
 
     # --- extract / chunk / embed / index ------------------------------------------------------

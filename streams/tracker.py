@@ -241,7 +241,7 @@ def build_app(settings: Settings) -> faust.App:
     effects = Effects(settings)
     sender = CallbackSender(
         SigningKeys(settings.callback_secrets, settings.callback_secrets_file),
-        AddressGuard(settings.callback_allowlist),
+        AddressGuard(settings.callback_allowlist, settings.outbound_ports),
         timeout_s=settings.callback_timeout_s,
         give_up_s=settings.callback_give_up_s,
     )

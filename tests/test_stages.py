@@ -188,17 +188,23 @@ def test_the_bundled_sample_has_its_sentence_on_its_page() -> None:
     assert SAMPLE_SENTENCE in " ".join(page.text.split())
 
 
-def test_a_window_whose_every_page_fails_is_refused_not_indexed_empty(tmp_path: Path) -> None:
-    tasks = [o for o in _download(tmp_path, SAMPLE) if isinstance(o, ExtractTask)]
-    extract = Extract(_settings(tmp_path), LocalBlobStore(tmp_path / "blobs"))
-    extract.pdf_pages = lambda path, first, last: [
-        Page(number=n, text="", error="PdfiumError: bad page") for n in range(first, last + 1)
-    ]
-    with pytest.raises(PoisonInput, match="every page of window 0 failed"):
-        extract(tasks[0])
-    extract.pdf_pages = lambda path, first, last: [
+def every_page_fails(path: Path, first: int, last: int) -> list[Page]:
+    return [Page(number=n, text="", error="PdfiumError: bad page") for n in range(first, last + 1)]
+
+
+def first_page_fails(path: Path, first: int, last: int) -> list[Page]:
+    return [
         Page(number=first, text="", error="PdfiumError: bad page"),
         *(Page(number=n, text=f"page {n}") for n in range(first + 1, last + 1)),
     ]
+
+
+def test_a_window_whose_every_page_fails_is_refused_not_indexed_empty(tmp_path: Path) -> None:
+    tasks = [o for o in _download(tmp_path, SAMPLE) if isinstance(o, ExtractTask)]
+    extract = Extract(_settings(tmp_path), LocalBlobStore(tmp_path / "blobs"))
+    extract.pdf_pages = every_page_fails  # (run in the parser's child: importable by name)
+    with pytest.raises(PoisonInput, match="every page of window 0 failed"):
+        extract(tasks[0])
+    extract.pdf_pages = first_page_fails
     batch = extract(tasks[0])[0]
     assert isinstance(batch, PageBatch) and batch.pages[0].error  # one bad page is recorded

@@ -42,16 +42,20 @@ class Fetched:
 
 
 class AddressGuard:
-    """Refuses any destination that is not a public address, unless allowlisted."""
+    """Refuses any destination that is not a public address on an allowed port, unless its
+    address is allowlisted (an operator's explicit choice: any port)."""
 
-    def __init__(self, allowlist: Iterable[str] = ()) -> None:
+    def __init__(self, allowlist: Iterable[str] = (), ports: Iterable[int] = ()) -> None:
         self.allowlist = [ipaddress.ip_network(c, strict=False) for c in allowlist]
+        self.ports = frozenset(ports)  # empty: any port
+
+    def allowlisted(self, address: IPAddress) -> bool:
+        return any(_unmapped(address) in net for net in self.allowlist)
 
     def allowed(self, address: IPAddress) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-        if any(address in net for net in self.allowlist):
+        if self.allowlisted(address):
             return True
+        address = _unmapped(address)
         return address.is_global and not address.is_multicast
 
     def resolve(self, host: str, port: int) -> str:
@@ -62,12 +66,23 @@ class AddressGuard:
             raise TransientError(f"cannot resolve {host!r}: {exc}") from None
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
         for address in addresses:
+            if self.ports and port not in self.ports and not self.allowlisted(address):
+                raise PoisonInput(
+                    f"refused: port {port} of {host!r} is not an allowed port "
+                    f"({sorted(self.ports)}; DOCSTREAMS_OUTBOUND_PORTS)"
+                )
             if not self.allowed(address):
                 raise PoisonInput(
                     f"refused: {host!r} resolves to {address}, which is not a public address "
                     "(SSRF guard; allowlist it with DOCSTREAMS_FETCH_ALLOWLIST if intended)"
                 )
         return str(addresses[0])
+
+
+def _unmapped(address: IPAddress) -> IPAddress:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    return address
 
 
 def pinned_request(

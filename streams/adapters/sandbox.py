@@ -1,0 +1,176 @@
+"""Parsing strangers' files in a child process that may die without taking the stage with it.
+
+The child runs under an address-space limit (RLIMIT_AS) and each call under a deadline. A
+decompression bomb, an object-stream loop or a pathological page then ends as
+``ResourceLimitExceeded`` (which limit, what was being parsed) for that one input — dead-lettered
+with ``reason: resource_limit: …`` — and a fresh child serves the next input. The child is kept
+between calls (starting one costs about a second of imports), so the price in the normal case is
+one pickle of the call and its result.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
+
+from streams.errors import PoisonInput
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ResourceLimitExceeded(PoisonInput):
+    """An input that needs more than a limit allows (memory, time, pages, text per page)."""
+
+    def __init__(self, limit: str, detail: str) -> None:
+        super().__init__(f"resource_limit: {limit}: {detail}")
+        self.limit = limit
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.limit, self.detail))
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int  # address space of the child process
+    seconds: float  # per call
+    decoded_stream_mb: int  # pypdf's own caps on one decompressed stream
+
+
+class Sandbox:
+    @classmethod
+    def for_parsing(cls, settings: Settings) -> Sandbox:
+        return cls(
+            Limits(
+                memory_mb=settings.parser_memory_mb,
+                seconds=settings.parser_timeout_s,
+                decoded_stream_mb=settings.pdf_max_decoded_stream_mb,
+            )
+        )
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._process: Any = None
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()  # one call at a time; the child serves them in order
+
+    def call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the child (``fn`` must be importable by name); its result or its
+        exception, or ResourceLimitExceeded if the child ran out of memory or time."""
+        with self._lock:
+            conn = self._connection()
+            conn.send((fn, args))
+            if not conn.poll(self.limits.seconds):
+                self._kill()
+                raise ResourceLimitExceeded(
+                    "time", f"{what} took longer than {self.limits.seconds:g}s"
+                )
+            try:
+                status, payload = conn.recv()
+            except (EOFError, OSError):
+                code = self._reap()
+                if code is not None and -code in (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT):
+                    # What a failed allocation looks like from inside native code.
+                    raise ResourceLimitExceeded(
+                        "memory", f"{what}: the parser died ({signal.Signals(-code).name}) under "
+                        f"a {self.limits.memory_mb} MB memory limit"
+                    ) from None  # fmt: skip
+                raise PoisonInput(f"{what}: the parser process died (exit code {code})") from None
+        if status == "ok":
+            result: T = payload
+            return result
+        if status == "memory":
+            self._reap()
+            raise ResourceLimitExceeded(
+                "memory", f"{what} needed more than {self.limits.memory_mb} MB"
+            )
+        raise payload
+
+    def close(self) -> None:
+        with self._lock:
+            self._kill()
+
+    def _connection(self) -> Connection:
+        if self._process is not None and self._process.is_alive() and self._conn is not None:
+            return self._conn
+        self._kill()
+        # spawn: a clean interpreter (no Kafka client threads or sockets inherited by a fork).
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve, args=(child, self.limits), daemon=True, name="parser"
+        )
+        self._process.start()
+        child.close()
+        self._conn = parent
+        return parent
+
+    def _reap(self) -> int | None:
+        code = None
+        if self._process is not None:
+            self._process.join(5)
+            code = self._process.exitcode
+        self._kill()
+        return code
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join(5)
+            self._process = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _serve(conn: Connection, limits: Limits) -> None:
+    """The child: limits first, then calls until the parent hangs up."""
+    cap = limits.memory_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _limit_pypdf(limits.decoded_stream_mb * 2**20)
+    while True:
+        try:
+            fn, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            conn.send(("ok", fn(*args)))
+        except MemoryError:
+            conn.send(("memory", None))
+            os._exit(1)  # the heap may be in any state: start over
+        except Exception as exc:
+            try:
+                conn.send(("error", exc))
+            except Exception:  # an exception that cannot be pickled: its text still can
+                conn.send(("error", PoisonInput(f"{type(exc).__name__}: {exc}")))
+
+
+def _limit_pypdf(decoded_bytes: int) -> None:
+    """pypdf's own caps on what one stream may decode to (its defaults are 75 MB each)."""
+    import pypdf
+
+    pypdf.overwrite_configuration(
+        maximum_declared_stream_length=decoded_bytes,
+        array_based_stream_maximum_output_length=decoded_bytes,
+        jbig2_maximum_output_length=decoded_bytes,
+        lzw_maximum_output_length=decoded_bytes,
+        run_length_maximum_output_length=decoded_bytes,
+        zlib_maximum_output_length=decoded_bytes,
+        brotli_maximum_output_length=decoded_bytes,
+        image_maximum_buffer_size=decoded_bytes,
+    )
+
+
+__all__ = ["Limits", "ResourceLimitExceeded", "Sandbox"]
