@@ -1,15 +1,34 @@
-# The docstreams image: every stage app, the tracker and the CLI (`docstreams run <stage>`).
-FROM python:3.11-slim AS build
+# The docstreams image: every stage app, the tracker, the lag exporter and the CLI
+# (`docstreams run <app>`, `docstreams lag-exporter`, `docstreams submit ...`).
+#
+# Two stages: the first installs the package and its dependencies into a virtual environment,
+# the second copies only that environment onto a clean base, so no pip cache, build tree or
+# wheel is left in any layer. Runs as an unprivileged user (uid 10001) and writes nothing
+# outside /tmp, its working directory and the blob store, so it also runs with a read-only root
+# filesystem (Kubernetes: readOnlyRootFilesystem, docker-compose.yml: read_only).
+FROM python:3.11.16-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+RUN python -m venv /opt/docstreams
 COPY pyproject.toml README.md ./
-COPY streams ./streams
 COPY schemas ./schemas
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+COPY streams ./streams
+RUN /opt/docstreams/bin/pip install --no-cache-dir .
 
-FROM python:3.11-slim
-RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin docstreams
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-USER 10001
+FROM python:3.11.16-slim
+ENV PATH=/opt/docstreams/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/home/docstreams
+# -l: no lastlog/faillog entry, which for a high uid would be a sparse file of gigabytes.
+RUN useradd -l --uid 10001 --user-group --create-home --home-dir /home/docstreams \
+        --shell /usr/sbin/nologin docstreams \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/docstreams /var/lib/docstreams/blobs
+COPY --from=build /opt/docstreams /opt/docstreams
+USER 10001:10001
+WORKDIR /home/docstreams
+# Where a fresh named volume (compose) takes its owner from; Kubernetes mounts a PVC here.
+VOLUME ["/var/lib/docstreams/blobs"]
 ENTRYPOINT ["docstreams"]
 CMD ["--help"]

@@ -18,9 +18,9 @@ from typing import Protocol
 from streams.adapters import extractors
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.fetch import AddressGuard, Fetcher
-from streams.adapters.sandbox import ResourceLimitExceeded, Sandbox
+from streams.adapters.sandbox import Sandbox
 from streams.adapters.weaviate_store import ChunkIndex, CurrentVersion
-from streams.errors import DownstreamUnavailable, PoisonInput, TransientError
+from streams.errors import DownstreamUnavailable, PoisonInput, ResourceLimitExceeded, TransientError
 from streams.messages import (
     DeleteRequested,
     DocumentPlanned,

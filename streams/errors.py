@@ -19,6 +19,19 @@ class PoisonInput(DocstreamsError):
     """Input that can never be processed (corrupt, unsupported, refused): dead-letter it now."""
 
 
+class ResourceLimitExceeded(PoisonInput):
+    """An input that needs more than a limit allows (memory, time, pages, text per page,
+    decompressed size): dead-lettered with ``reason: resource_limit: <limit>: <detail>``."""
+
+    def __init__(self, limit: str, detail: str) -> None:
+        super().__init__(f"resource_limit: {limit}: {detail}")
+        self.limit = limit
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[object, ...]:  # raised in the parser's child, pickled back
+        return (type(self), (self.limit, self.detail))
+
+
 class TransientError(DocstreamsError):
     """A failure worth retrying (network, 5xx); dead-lettered once retries are exhausted."""
 
@@ -55,6 +68,7 @@ __all__ = [
     "MissingToolError",
     "PoisonInput",
     "ProviderRefused",
+    "ResourceLimitExceeded",
     "StackError",
     "TransientError",
 ]

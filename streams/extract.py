@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from streams.adapters import extractors
 from streams.adapters.blobstore import LocalBlobStore
-from streams.adapters.sandbox import ResourceLimitExceeded, Sandbox
-from streams.errors import PoisonInput
+from streams.adapters.sandbox import Sandbox
+from streams.errors import PoisonInput, ResourceLimitExceeded
 from streams.messages import ExtractTask, Message, Page, PageBatch, WindowExtracted
 from streams.runner import Stage
 from streams.settings import Settings

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.adapters.sandbox import Limits, ResourceLimitExceeded, Sandbox
-from streams.errors import PoisonInput
+from streams.adapters.sandbox import Limits, Sandbox
+from streams.errors import PoisonInput, ResourceLimitExceeded
 
 
 def allocate(megabytes: int) -> int:

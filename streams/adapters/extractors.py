@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from streams.errors import PoisonInput
+from streams.errors import PoisonInput, ResourceLimitExceeded
 from streams.messages import Page
 
 PDF = "application/pdf"
@@ -23,6 +23,7 @@ PAGED_TYPES = (PDF,)
 # Parsed whole (they are compressed or nested); capped so one cannot exhaust memory.
 WHOLE_TYPES = (HTML, DOCX)
 MAX_WHOLE_BYTES = 50 * 2**20
+MAX_INFLATED_BYTES = 200 * 2**20  # what a DOCX's parts may inflate to
 
 _SNIFF_BYTES = 4096
 
@@ -162,6 +163,7 @@ def docx_text(path: Path) -> str:
     import docx
 
     _check_whole_size(path)
+    _check_inflated_size(path)
     try:
         document = docx.Document(str(path))
     except Exception as exc:  # python-docx raises assorted errors on broken packages
@@ -171,6 +173,19 @@ def docx_text(path: Path) -> str:
         for row in table.rows:
             lines.append("\t".join(cell.text for cell in row.cells))
     return _clean("\n".join(lines))
+
+
+def _check_inflated_size(path: Path) -> None:
+    """A zip bomb is refused from its directory, before anything is inflated."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(member.file_size for member in archive.infolist())
+    except zipfile.BadZipFile as exc:
+        raise PoisonInput(f"not a readable DOCX: {exc}") from None
+    if inflated > MAX_INFLATED_BYTES:
+        raise ResourceLimitExceeded(
+            "inflated_size", f"the DOCX inflates to {inflated} bytes, over {MAX_INFLATED_BYTES}"
+        )
 
 
 def _check_whole_size(path: Path) -> None:

@@ -10,6 +10,7 @@ one pickle of the call and its result.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -21,23 +22,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from streams.errors import PoisonInput
+from streams.errors import PoisonInput, ResourceLimitExceeded
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class ResourceLimitExceeded(PoisonInput):
-    """An input that needs more than a limit allows (memory, time, pages, text per page)."""
-
-    def __init__(self, limit: str, detail: str) -> None:
-        super().__init__(f"resource_limit: {limit}: {detail}")
-        self.limit = limit
-        self.detail = detail
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.limit, self.detail))
 
 
 @dataclass(frozen=True)
@@ -125,9 +114,10 @@ class Sandbox:
 
     def _kill(self) -> None:
         if self._process is not None:
-            if self._process.is_alive():
-                self._process.kill()
-            self._process.join(5)
+            with contextlib.suppress(ValueError, AssertionError):  # never started
+                if self._process.is_alive():
+                    self._process.kill()
+                self._process.join(5)
             self._process = None
         if self._conn is not None:
             self._conn.close()

@@ -1,0 +1,110 @@
+"""Hostile files for the security tests, built in the test (never committed): bombs, loops,
+broken and disguised files."""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from pathlib import Path
+
+from pypdf import PdfReader, PdfWriter
+
+from tests.pdfs import SAMPLE
+
+
+def _bomb_stream(decoded_mb: int, fill: bytes = b"0 0 m\n") -> bytes:
+    """A zlib stream a few hundred KB long that inflates to ``decoded_mb`` MB."""
+    compressor = zlib.compressobj(9)
+    block = fill * (2**20 // len(fill))
+    out = [compressor.compress(block) for _ in range(decoded_mb)]
+    out.append(compressor.flush())
+    return b"".join(out)
+
+
+def flate_bomb_pdf(path: Path, decoded_mb: int = 2048) -> Path:
+    """One page whose content stream inflates to ``decoded_mb`` MB of drawing operators."""
+    stream = _bomb_stream(decoded_mb)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+    ]
+    return _write_pdf(path, objects)
+
+
+def page_tree_loop_pdf(path: Path) -> Path:
+    """A page tree whose Pages node lists itself among its kids (an endless descent)."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [2 0 R 3 0 R] /Count 2 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
+    ]
+    return _write_pdf(path, objects)
+
+
+def _write_pdf(path: Path, objects: list[bytes]) -> Path:
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    path.write_bytes(bytes(out))
+    return path
+
+
+def docx_bomb(path: Path, decoded_mb: int = 2048) -> Path:
+    """A DOCX whose word/document.xml inflates to ``decoded_mb`` MB (a zip bomb)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.writestr("[Content_Types].xml", _CONTENT_TYPES)
+        archive.writestr("_rels/.rels", _RELS)
+        with archive.open("word/document.xml", "w", force_zip64=True) as member:
+            member.write(b'<?xml version="1.0"?><w:document xmlns:w="' + _W + b'">')
+            member.write(b"<w:body><w:p><w:r><w:t>")
+            block = b"a" * 2**20
+            for _ in range(decoded_mb):
+                member.write(block)
+            member.write(b"</w:t></w:r></w:p></w:body></w:document>")
+    return path
+
+
+def truncated_pdf(path: Path) -> Path:
+    data = SAMPLE.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
+def encrypted_pdf(path: Path) -> Path:
+    writer = PdfWriter(clone_from=PdfReader(SAMPLE))
+    writer.encrypt(user_password="secret", owner_password="owner-secret")
+    with path.open("wb") as out:
+        writer.write(out)
+    return path
+
+
+def zip_not_docx(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("payload.sh", "echo hello\n")
+    return path
+
+
+_W = b"http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+_CONTENT_TYPES = (
+    '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+    'content-types"><Default Extension="xml" ContentType="application/xml"/><Override '
+    'PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.'
+    'wordprocessingml.document.main+xml"/></Types>'
+)
+_RELS = (
+    '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/'
+    'relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/'
+    'officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/>'
+    "</Relationships>"
+)
