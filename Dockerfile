@@ -25,10 +25,10 @@ ENV PATH=/opt/docstreams/bin:$PATH \
 RUN useradd -l --uid 10001 --user-group --create-home --home-dir /home/docstreams \
         --shell /usr/sbin/nologin docstreams \
     && install -d -o 10001 -g 10001 -m 0750 /var/lib/docstreams /var/lib/docstreams/blobs
+# /var/lib/docstreams/blobs: the blob store. A fresh named volume mounted there (compose) takes
+# this owner; Kubernetes mounts a PVC there with fsGroup 10001.
 COPY --from=build /opt/docstreams /opt/docstreams
 USER 10001:10001
 WORKDIR /home/docstreams
-# Where a fresh named volume (compose) takes its owner from; Kubernetes mounts a PVC here.
-VOLUME ["/var/lib/docstreams/blobs"]
 ENTRYPOINT ["docstreams"]
 CMD ["--help"]

@@ -69,7 +69,7 @@ def clear_errors(command: Callable[P, R]) -> Callable[P, R]:
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=logging.INFO if verbose else Settings().log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 

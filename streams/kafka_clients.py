@@ -15,11 +15,23 @@ from streams.settings import Settings
 
 def base_config(settings: Settings) -> dict[str, Any]:
     """Settings common to admin, producer and consumer clients."""
-    return {
+    config: dict[str, Any] = {
+        **settings.kafka_extra_config,
         "bootstrap.servers": settings.bootstrap_servers,
         # librdkafka logs through Python logging instead of writing to stderr.
         "logger": logging.getLogger("docstreams.kafka"),
+        "security.protocol": settings.kafka_security_protocol,
     }
+    if settings.kafka_security_protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        config |= {
+            "sasl.mechanism": settings.kafka_sasl_mechanism,
+            "sasl.username": settings.kafka_sasl_username or "",
+            "sasl.password": password.get_secret_value() if password else "",
+        }
+    if settings.kafka_ssl_ca_location and settings.kafka_security_protocol.endswith("SSL"):
+        config["ssl.ca.location"] = str(settings.kafka_ssl_ca_location)
+    return config
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:

@@ -94,8 +94,16 @@ def follow_all(
     partitions = admin_client(settings).list_topics(topic, timeout=10).topics[topic].partitions
     since = min(submitted.values())
     start_ms = int((since.timestamp() - _LOOKBACK_S) * 1000)
+    # Each partition's end, taken before the time lookup: a partition with nothing at or after
+    # ``since`` yet starts there, so an event written between the lookup and the assignment is
+    # not skipped (OFFSET_END would be resolved later, after such an event).
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in partitions}
     wanted = [TopicPartition(topic, p, start_ms) for p in partitions]
-    consumer.assign(consumer.offsets_for_times(wanted, timeout=10))
+    found = consumer.offsets_for_times(wanted, timeout=10)
+    consumer.assign(
+        [TopicPartition(topic, t.partition, t.offset if t.offset >= 0 else ends[t.partition])
+         for t in found]
+    )  # fmt: skip
     keys = {f"{tenant_id}/{d}".encode(): d for d in submitted}
     progress = {d: DocumentProgress(submitted_at=at) for d, at in submitted.items()}
     deadline = time.monotonic() + timeout_s

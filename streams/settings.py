@@ -7,12 +7,18 @@ setting cannot exist without being documented.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 import orjson
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 ENV_PREFIX = "DOCSTREAMS_"
 
@@ -41,6 +47,33 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Secret files (a mounted Kubernetes Secret) come last: env and .env override them.
+        secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
+        files = (
+            SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir)
+            if secrets_dir
+            else file_secret_settings
+        )
+        return init_settings, env_settings, dotenv_settings, files
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING", description="Log level of every app (`-v` on the command line: INFO)."
+    )
+    secrets_dir: Path | None = Field(
+        default=None,
+        description="Directory of secret files, one per setting, named like its variable (e.g. "
+        "DOCSTREAMS_OPENAI_API_KEY): a mounted Secret; values are never logged.",
     )
 
     # --- local stack -----------------------------------------------------------------------
@@ -86,12 +119,33 @@ class Settings(BaseSettings):
         default=None,
         description="Kafka bootstrap servers; default: the local broker, 127.0.0.1:KAFKA_PORT.",
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Kafka security.protocol (every client, the tracker too)."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism for SASL_* protocols."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (from a secret file or env; never logged)."
+    )
+    kafka_ssl_ca_location: Path | None = Field(
+        default=None, description="CA bundle that signs the brokers' certificates (SSL, SASL_SSL)."
+    )
+    kafka_extra_config: dict[str, str] = Field(
+        default_factory=dict,
+        description="More librdkafka properties for the stages' clients (JSON object), e.g. "
+        '{"ssl.endpoint.identification.algorithm": "https"}; not for secrets.',
+    )
     weaviate_host: str = Field(default="127.0.0.1", description="Weaviate HTTP/gRPC host.")
     weaviate_http_port: Port = Field(
         default=DEFAULT_WEAVIATE_HTTP_PORT, description="Weaviate HTTP port (local stack too)."
     )
     weaviate_grpc_port: Port = Field(
         default=DEFAULT_WEAVIATE_GRPC_PORT, description="Weaviate gRPC port (local stack too)."
+    )
+    weaviate_secure: bool = Field(
+        default=False, description="Talk to Weaviate over TLS (HTTPS and gRPC with TLS)."
     )
     weaviate_api_key: SecretStr | None = Field(
         default=None, description="Weaviate API key; unset means anonymous access."

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import ssl
 from collections import Counter as Tally
 from collections.abc import Callable
 from datetime import timedelta
@@ -212,6 +213,24 @@ async def _until_done(call: Callable[[], T], what: str) -> T:
 
 
 # --- the app ----------------------------------------------------------------------------------
+def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    """The stages' Kafka security settings, for aiokafka (the tracker's client)."""
+    protocol = settings.kafka_security_protocol
+    context = None
+    if protocol.endswith("SSL"):
+        cafile = str(settings.kafka_ssl_ca_location) if settings.kafka_ssl_ca_location else None
+        context = ssl.create_default_context(cafile=cafile)
+    if protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password.get_secret_value() if password else None,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context) if context else None
+
+
 def build_app(settings: Settings) -> faust.App:
     servers = [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()]
     app = faust.App(
@@ -225,6 +244,7 @@ def build_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         consumer_group_instance_id=settings.instance_id,  # static membership: fast restarts
+        broker_credentials=broker_credentials(settings),
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
         producer_max_request_size=4 * 2**20,

@@ -13,10 +13,10 @@ def connect_weaviate(settings: Settings) -> weaviate.WeaviateClient:
     return weaviate.connect_to_custom(
         http_host=settings.weaviate_host,
         http_port=settings.weaviate_http_port,
-        http_secure=False,
+        http_secure=settings.weaviate_secure,
         grpc_host=settings.weaviate_host,
         grpc_port=settings.weaviate_grpc_port,
-        grpc_secure=False,
+        grpc_secure=settings.weaviate_secure,
         auth_credentials=Auth.api_key(key.get_secret_value()) if key else None,
         additional_config=AdditionalConfig(timeout=Timeout(init=10, query=30, insert=60)),
         # Without it the client asks PyPI for its latest version on every connect.

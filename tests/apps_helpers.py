@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,11 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def running_apps(settings: Settings) -> Iterator[psutil.Process]:
-    """Create the topics, start `run all`; yields the supervisor; SIGTERM and wait at the end."""
+def running_apps(settings: Settings, output: Path | None = None) -> Iterator[psutil.Process]:
+    """Create the topics, start `run all`; yields the supervisor; SIGTERM and wait at the end.
+    With ``output``, every app's stdout and stderr go to that file."""
     create_topics(admin_client(settings), settings)
     env = {**os.environ, **as_environment(settings)}
-    child = subprocess.Popen([sys.executable, "-m", "streams", "run", "all"], env=env, cwd=ROOT)
+    sink = output.open("ab") if output else None
+    child = subprocess.Popen(
+        [sys.executable, "-m", "streams", "run", "all"], env=env, cwd=ROOT,
+        stdout=sink, stderr=subprocess.STDOUT if sink else None,
+    )  # fmt: skip
     try:
         yield psutil.Process(child.pid)
     finally:
@@ -35,9 +41,32 @@ def running_apps(settings: Settings) -> Iterator[psutil.Process]:
             for proc in psutil.Process(child.pid).children(recursive=True):
                 proc.kill()
             child.kill()
+        if sink:
+            sink.close()
 
 
 def app_process(supervisor: psutil.Process, name: str) -> psutil.Process | None:
     """The running child of `run all` for one app (`streams run <name>`)."""
     found = [p for p in supervisor.children() if p.cmdline()[-1:] == [name]]
     return found[0] if found else None
+
+
+def free_port_block(size: int) -> int:
+    """A free loopback port with ``size - 1`` free ports after it (`run all` numbers its
+    apps' metrics ports from it)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base: int = s.getsockname()[1]
+        if base + size < 65535 and all(port_free(base + i) for i in range(size)):
+            return base
+    raise RuntimeError("no block of free ports")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True

@@ -83,19 +83,22 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def run_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """Serve ``handler`` on 127.0.0.1 on a free port, in a thread; yields the base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def run_server(
+    handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1", port: int = 0
+) -> Iterator[str]:
+    """Serve ``handler`` on ``host`` (a loopback address) on ``port`` (0: a free one), in a
+    thread; yields the base URL."""
+    server = ThreadingHTTPServer((host, port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://{host}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
 
 
 @contextmanager
-def serving(behaviour: Behaviour) -> Iterator[str]:
-    with run_server(type("Handler", (_Handler,), {"behaviour": behaviour})) as url:
+def serving(behaviour: Behaviour, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    with run_server(type("Handler", (_Handler,), {"behaviour": behaviour}), host, port) as url:
         yield url

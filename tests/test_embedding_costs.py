@@ -5,7 +5,6 @@ and documents that cost nothing the second time."""
 from __future__ import annotations
 
 import itertools
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from streams.producer import submit
 from streams.progress import DocumentProgress, follow
 from streams.settings import Settings
 from streams.status_client import document_status
-from tests.apps_helpers import running_apps
+from tests.apps_helpers import free_port_block, running_apps
 from tests.kafka_helpers import read_topic, wait_for
 from tests.openai_server import EmbeddingsApi, Fault, serving
 
@@ -39,30 +38,11 @@ class Paid:
     embed_url: str  # the embed process's /metrics, /readyz, /resume
 
 
-def _free_port_block(size: int) -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base: int = s.getsockname()[1]
-        if base + size < 65535 and all(_port_free(base + i) for i in range(size)):
-            return base
-    raise RuntimeError("no block of free ports")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 @pytest.fixture(scope="module")
 def paid(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paid]:
     api = EmbeddingsApi(max_inputs=MAX_INPUTS, max_tokens_per_request=MAX_REQUEST_TOKENS)
     run = uuid.uuid4().hex[:8]
-    port = _free_port_block(len(APPS))
+    port = free_port_block(len(APPS))
     with serving(api) as url:
         settings = stack_settings.model_copy(
             update={

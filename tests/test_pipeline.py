@@ -9,8 +9,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docx
+import httpx
 import orjson
 import psutil
 import pytest
@@ -18,6 +20,7 @@ from confluent_kafka import Producer
 from typer.testing import CliRunner
 
 from streams.adapters.weaviate_store import ChunkIndex
+from streams.apps import APPS
 from streams.cli import app
 from streams.kafka_clients import producer_config
 from streams.messages import ChunkBatch, DeadLetter, DocumentSubmitted
@@ -26,7 +29,7 @@ from streams.progress import DocumentProgress, follow
 from streams.settings import Settings, as_environment
 from streams.stack import Stack
 from streams.topics import topic_name
-from tests.apps_helpers import app_process, running_apps
+from tests.apps_helpers import app_process, free_port_block, running_apps
 from tests.http_server import Behaviour, serving
 from tests.kafka_helpers import read_topic, wait_for
 from tests.pdfs import SAMPLE, SAMPLE_PAGE, SAMPLE_SENTENCE, numbered_pages, write_pdf
@@ -51,6 +54,7 @@ def pipeline(
             "fetch_attempts": 2,
             "pages_per_window": 20,
             "batch_max_wait_s": 0.2,
+            "metrics_port": free_port_block(len(APPS)),
         }
     )
     with running_apps(settings) as supervisor:
@@ -135,6 +139,42 @@ def test_documents_of_every_type_become_searchable_chunks(
     assert best["document_id"] == "sample"
     assert best["page_start"] <= SAMPLE_PAGE <= best["page_end"]
     assert SAMPLE_SENTENCE in " ".join(best["text"].split())
+
+
+def test_every_app_serves_non_zero_counters_and_lag_falls_to_zero_after_a_run(
+    pipeline: tuple[Settings, psutil.Process],
+) -> None:
+    settings, _ = pipeline
+    _submit_and_wait(settings, str(SAMPLE), "metered")
+    assert settings.metrics_port is not None
+    for offset, stage in enumerate(APPS[:5]):  # `run all` numbers the stages' ports in order
+        text = httpx.get(f"http://127.0.0.1:{settings.metrics_port + offset}/metrics").text
+        counted = _sample(text, "docstreams_records_in_total", stage)
+        assert counted > 0, f"{stage}: no records counted"
+        assert _sample(text, "process_resident_memory_bytes") > 0
+    tracker = httpx.get(f"{settings.status_api_url}/metrics").text
+    assert _sample(tracker, "docstreams_documents_finished_total") > 0
+
+    def lag_rows() -> list[dict[str, Any]]:
+        result = CliRunner().invoke(app, ["lag", "--json"], env=as_environment(settings))
+        rows: list[dict[str, Any]] = orjson.loads(result.stdout)
+        return rows
+
+    wait_for(lambda: all(r["lag"] == 0 for r in lag_rows()), 60)
+    assert {r["stage"] for r in lag_rows()} == set(APPS[:5])
+
+
+def _sample(text: str, name: str, stage: str | None = None) -> float:
+    """The sum of a metric's samples (of one stage, if given) in a /metrics page."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        labels_end = line.rfind("}")
+        if stage is not None and f'stage="{stage}"' not in line[: labels_end + 1]:
+            continue
+        total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def test_bad_documents_are_dead_lettered_with_their_reason_and_the_next_one_completes(

@@ -134,6 +134,10 @@ class Fetcher:
         scheme = urlsplit(source).scheme.lower()
         if scheme not in ("http", "https"):
             raise PoisonInput(f"unsupported source {source[:200]!r}: only http(s) URLs")
+        try:
+            httpx.URL(source)
+        except httpx.InvalidURL as exc:  # e.g. an octal host such as 0177.0.0.1
+            raise PoisonInput(f"invalid URL {source[:200]!r}: {exc}") from None
         retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
             stop=stop_after_attempt(self.attempts),
@@ -215,7 +219,10 @@ class Fetcher:
             response.close()
             if not location:
                 raise PoisonInput(f"{url}: redirect without a Location")
-            url = str(target.join(location))
+            try:
+                url = str(target.join(location))
+            except httpx.InvalidURL as exc:
+                raise PoisonInput(f"refused redirect to an invalid URL: {exc}") from None
             if urlsplit(url).scheme not in ("http", "https"):
                 raise PoisonInput(f"refused redirect to {url[:200]!r}")
         raise PoisonInput(f"more than {MAX_REDIRECTS} redirects")
