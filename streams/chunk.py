@@ -40,8 +40,8 @@ class Chunker:
             offset += len(page.text) + len(PAGE_SEPARATOR)
         chunks = []
         for index, (start, piece) in enumerate(self.splitter.chunk_indices(text)):
-            first = pages[bisect.bisect_right(starts, start) - 1].number
-            last = pages[bisect.bisect_right(starts, start + len(piece) - 1) - 1].number
+            first = pages[bisect.bisect_right(starts, start) - 1]
+            last = pages[bisect.bisect_right(starts, start + len(piece) - 1) - 1]
             chunks.append(
                 Chunk(
                     id=chunk_id(
@@ -49,9 +49,11 @@ class Chunker:
                     ),
                     index=index,
                     text=piece,
-                    page_start=first,
-                    page_end=last,
+                    page_start=first.number,
+                    page_end=last.number,
                     tokens=max(1, self.embedder.count_tokens(piece)),
+                    start_s=first.start_s,  # transcript segments carry times
+                    end_s=last.end_s,
                 )
             )
         out = ChunkBatch(**batch.carried(), chunks=chunks)

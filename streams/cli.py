@@ -306,13 +306,26 @@ def search_command(
     if json:
         typer.echo(orjson.dumps([h.__dict__ for h in hits]).decode())
         return
-    table = Table("score", "document", "pages", "text")
+    table = Table("score", "document", "where", "text")
     for h in hits:
         score = "" if h.distance is None else f"{1 - h.distance:.3f}"
-        pages = f"{h.page_start}" if h.page_start == h.page_end else f"{h.page_start}-{h.page_end}"
+        if h.start_s is not None and h.end_s is not None:  # a recording: its time range
+            pages = f"{_clock(h.start_s)}\N{EN DASH}{_clock(h.end_s)}"
+        elif h.page_start == h.page_end:
+            pages = f"p. {h.page_start}"
+        else:
+            pages = f"pp. {h.page_start}-{h.page_end}"
         text = " ".join(h.text.split())
         table.add_row(score, h.document_id, pages, text[:600] + ("…" if len(text) > 600 else ""))
     console.print(table)
+
+
+def _clock(seconds: float) -> str:
+    """mm:ss (h:mm:ss from an hour on)."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes = f"{rest // 60:02d}:{rest % 60:02d}"
+    return f"{hours}:{minutes}" if hours else minutes
 
 
 # --- operations ----------------------------------------------------------------------------

@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from streams.adapters import extractors
+from streams.adapters import extractors, media
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.fetch import AddressGuard, Fetcher
+from streams.adapters.media import MEDIA_TYPES
 from streams.adapters.sandbox import Sandbox
 from streams.adapters.weaviate_store import ChunkIndex, CurrentVersion
 from streams.errors import DownstreamUnavailable, PoisonInput, ResourceLimitExceeded, TransientError
@@ -38,12 +40,20 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Window:
-    first: int  # 1-based page (or window number + 1 for text)
+    first: int  # 1-based page (or window number + 1 for text and recordings)
     last: int
+    start_s: float | None = None  # recordings: the window's time range
+    end_s: float | None = None
 
 
 def plan_windows(content_type: str, pages: int, size: int, settings: Settings,
-                 pages_per_window: int) -> list[Window]:  # fmt: skip
+                 pages_per_window: int, duration_s: float = 0.0) -> list[Window]:  # fmt: skip
+    if content_type in MEDIA_TYPES:
+        span = settings.media_window_s
+        count = max(1, math.ceil(duration_s / span))
+        return [
+            Window(w + 1, w + 1, w * span, min((w + 1) * span, duration_s)) for w in range(count)
+        ]
     if content_type in extractors.PAGED_TYPES:
         count = math.ceil(pages / pages_per_window)
         return [
@@ -106,7 +116,9 @@ class Download:
                     unchanged=True,
                 )
             ]
-        pages = 0
+        pages, duration = 0, 0.0
+        if content_type in MEDIA_TYPES:
+            duration = self._duration(path)
         if content_type == extractors.PDF:
             pages = self.parser.call("counting the PDF's pages", extractors.pdf_page_count, path)
             if pages > self.settings.max_pages:
@@ -114,7 +126,9 @@ class Download:
                     "pages", f"{pages} pages, more than MAX_PAGES={self.settings.max_pages}"
                 )
         per_window = request.pages_per_window or self.settings.pages_per_window
-        windows = plan_windows(content_type, pages, fetched.size, self.settings, per_window)
+        windows = plan_windows(
+            content_type, pages, fetched.size, self.settings, per_window, duration
+        )
         filename = request.filename or _filename(request.source)
         tasks: list[Message] = [
             ExtractTask(
@@ -127,6 +141,8 @@ class Download:
                 content_type=content_type,
                 page_start=w.first,
                 page_end=w.last,
+                start_s=w.start_s,
+                end_s=w.end_s,
                 filename=filename,
                 metadata=request.metadata,
             )
@@ -145,6 +161,17 @@ class Download:
             submitted_at=request.submitted_at,
         )
         return [*tasks, planned]
+
+    def _duration(self, path: Path) -> float:
+        info = media.probe(path, self.settings.ffmpeg_timeout_s)
+        if not info.has_audio:
+            raise PoisonInput("a recording without an audio stream: nothing to transcribe")
+        if info.duration_s > self.settings.max_media_s:
+            raise ResourceLimitExceeded(
+                "duration",
+                f"{info.duration_s:.0f}s, more than MAX_MEDIA_S={self.settings.max_media_s:g}",
+            )
+        return info.duration_s
 
     def _current_version(self, request: DocumentSubmitted) -> CurrentVersion | None:
         # Fail open: while Weaviate is down, documents are still downloaded and extracted (and

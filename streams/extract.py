@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from streams.adapters import extractors
+import tempfile
+from pathlib import Path
+
+from streams.adapters import extractors, media
 from streams.adapters.blobstore import LocalBlobStore
+from streams.adapters.media import MEDIA_TYPES
 from streams.adapters.sandbox import Sandbox
+from streams.adapters.transcribers import Transcriber, make_transcriber
 from streams.errors import PoisonInput, ResourceLimitExceeded
 from streams.messages import ExtractTask, Message, Page, PageBatch, WindowExtracted
 from streams.runner import Stage
@@ -13,7 +18,11 @@ from streams.settings import Settings
 
 class Extract:
     def __init__(
-        self, settings: Settings, store: LocalBlobStore, parser: Sandbox | None = None
+        self,
+        settings: Settings,
+        store: LocalBlobStore,
+        parser: Sandbox | None = None,
+        transcriber: Transcriber | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -21,12 +30,15 @@ class Extract:
         # Parsers run in a child process under memory and time limits (a hostile file kills
         # only the child); plain text is read here, in bounded byte windows.
         self.parser = parser or Sandbox.for_parsing(settings)
+        self.transcriber = transcriber or make_transcriber(settings)
 
     def __call__(self, task: ExtractTask) -> list[Message]:
         if not self.store.exists(task.blob):
             raise PoisonInput(f"blob {task.blob} is missing from the blob store")
         path = self.store.path(task.blob)
-        if task.content_type == extractors.PDF:
+        if task.content_type in MEDIA_TYPES:
+            pages = self._transcribe(path, task)
+        elif task.content_type == extractors.PDF:
             what = f"extracting pages {task.page_start}-{task.page_end}"
             pages = self.parser.call(what, self.pdf_pages, path, task.page_start, task.page_end)
         elif task.content_type == extractors.HTML:
@@ -59,6 +71,30 @@ class Extract:
             failed_pages=sum(1 for p in pages if p.error),
         )
         return [batch, done]
+
+    def _transcribe(self, path: Path, task: ExtractTask) -> list[Page]:
+        """The window's audio, reaching MEDIA_OVERLAP_S into its neighbours so that a word cut
+        at an edge is heard whole; a word is kept by the window its start falls in, so each is
+        kept exactly once. One transcript segment (utterance) per Page."""
+        start, end = task.start_s or 0.0, task.end_s or 0.0
+        overlap = self.settings.media_overlap_s
+        listen_from = max(0.0, start - overlap)
+        # On the blob store's disk, not /tmp: a pod's /tmp may be memory (19 MB per 10 minutes).
+        with tempfile.TemporaryDirectory(prefix=".audio-", dir=self.settings.blob_dir) as scratch:
+            pcm = Path(scratch) / "window.pcm"
+            media.extract_audio(
+                path, listen_from, end + overlap, pcm, self.settings.ffmpeg_timeout_s
+            )
+            utterances = self.transcriber.transcribe(pcm, listen_from)
+        pages = []
+        for words in utterances:
+            kept = [w for w in words if start <= w.start_s < end]
+            if kept:
+                pages.append(
+                    Page(number=task.page_start, text=" ".join(w.text for w in kept),
+                         start_s=kept[0].start_s, end_s=kept[-1].end_s)
+                )  # fmt: skip
+        return pages
 
 
 def make_stage(settings: Settings) -> Stage[ExtractTask]:

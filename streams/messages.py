@@ -176,6 +176,12 @@ class ExtractTask(WindowPayload):
     blob: str = Field(description="Blob store key of the downloaded content.")
     page_start: int = Field(ge=1, description="First page of the window, 1-based.")
     page_end: int = Field(ge=1, description="Last page of the window, inclusive.")
+    start_s: float | None = Field(
+        default=None, ge=0, description="Audio/video: where the window starts, in seconds."
+    )
+    end_s: float | None = Field(
+        default=None, ge=0, description="Audio/video: where the window ends, in seconds."
+    )
 
 
 class Page(BaseModel):
@@ -183,6 +189,10 @@ class Page(BaseModel):
     number: int = Field(ge=1)
     text: str
     error: str | None = Field(default=None, description="Why this page has no text, if it failed.")
+    start_s: float | None = Field(
+        default=None, ge=0, description="Audio/video: a transcript segment's start, in seconds."
+    )
+    end_s: float | None = Field(default=None, ge=0, description="...and its end.")
 
 
 class PageBatch(WindowPayload):
@@ -199,6 +209,10 @@ class Chunk(BaseModel):
     page_start: int = Field(ge=1)
     page_end: int = Field(ge=1)
     tokens: int = Field(ge=1)
+    start_s: float | None = Field(
+        default=None, ge=0, description="Audio/video: the time range the chunk's words span."
+    )
+    end_s: float | None = Field(default=None, ge=0)
 
 
 class ChunkBatch(WindowPayload):

@@ -236,6 +236,31 @@ class Settings(BaseSettings):
         default=256 * 1024, ge=4096, description="Bytes of plain text per ExtractTask."
     )
 
+    # --- audio and video ------------------------------------------------------------------------
+    media_window_s: float = Field(
+        default=600.0, ge=10, description="Audio/video are transcribed in windows this long."
+    )
+    media_overlap_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Each window's audio reaches this far into its neighbours, so a word cut at "
+        "the edge is heard whole; words are kept by the window their start falls in.",
+    )
+    max_media_s: float = Field(
+        default=6 * 3600.0, gt=0, description="Longer recordings are refused (resource_limit)."
+    )
+    ffmpeg_timeout_s: float = Field(
+        default=300.0, gt=0, description="Longest ffprobe/ffmpeg run (one window's audio)."
+    )
+    transcriber: Literal["local", "openai"] = Field(
+        default="local",
+        description="local: PocketSphinx with its bundled US English model (offline); openai: "
+        "the audio transcription API (or a compatible server at OPENAI_BASE_URL).",
+    )
+    openai_transcription_model: str = Field(
+        default="whisper-1", description="Transcription model for TRANSCRIBER=openai."
+    )
+
     # --- hostile files --------------------------------------------------------------------------
     parser_memory_mb: int = Field(
         default=1024,

@@ -230,7 +230,7 @@ class OpenAIEmbedder:
             raw = self._client.embeddings.with_raw_response.create(**kwargs)
         except openai.APIStatusError as exc:
             self.limiter.observe(exc.response.headers)
-            outcome = self._classify(exc)
+            outcome = classify_provider_error(exc, self.probe_interval_s, "embedding provider")
             metrics.EMBED_REQUESTS.labels(outcome.kind).inc()
             raise outcome.error from None
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:
@@ -248,25 +248,6 @@ class OpenAIEmbedder:
         normalised: Vectors = (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
         return normalised
 
-    def _classify(self, exc: Any) -> _Outcome:
-        status, code = exc.status_code, exc.code
-        if (status == 429 and code == "insufficient_quota") or status in (401, 403, 404):
-            # Retrying cannot help: pause until a probe (or an operator) finds it fixed.
-            reason = code or {401: "authentication", 403: "permission", 404: "not_found"}[status]
-            metrics.EMBEDDER_REFUSED.set(1)
-            message = f"embedding provider refuses ({reason}): {exc.message}"
-            log.error("%s; probing again in %.0fs", message, self.probe_interval_s)
-            return _Outcome("refused", ProviderRefused(message, reason, self.probe_interval_s))
-        if status == 429 or status >= 500:
-            wait = retry_after_s(exc.response.headers)
-            if wait is None:
-                wait = 1.0 if status == 429 else 2.0
-            kind = "throttled" if status == 429 else "server_error"
-            return _Outcome(kind, _RetryIn(f"embedding provider {status}: {exc.message}", wait))
-        if status in (400, 413, 422):
-            return _Outcome("rejected", PoisonInput(f"embedding provider refused: {exc.message}"))
-        return _Outcome("error", TransientError(f"embedding provider error: {exc.message}"))
-
 
 @dataclass(frozen=True)
 class _Outcome:
@@ -278,6 +259,28 @@ class _RetryIn(Exception):
     def __init__(self, message: str, seconds: float) -> None:
         super().__init__(message)
         self.seconds = seconds
+
+
+def classify_provider_error(exc: Any, probe_interval_s: float, provider: str) -> _Outcome:
+    """What an OpenAI-compatible API's error status means for the stage (``exc``: an
+    ``openai.APIStatusError``)."""
+    status, code = exc.status_code, exc.code
+    if (status == 429 and code == "insufficient_quota") or status in (401, 403, 404):
+        # Retrying cannot help: pause until a probe (or an operator) finds it fixed.
+        reason = code or {401: "authentication", 403: "permission", 404: "not_found"}[status]
+        metrics.EMBEDDER_REFUSED.set(1)
+        message = f"{provider} refuses ({reason}): {exc.message}"
+        log.error("%s; probing again in %.0fs", message, probe_interval_s)
+        return _Outcome("refused", ProviderRefused(message, reason, probe_interval_s))
+    if status == 429 or status >= 500:
+        wait = retry_after_s(exc.response.headers)
+        if wait is None:
+            wait = 1.0 if status == 429 else 2.0
+        kind = "throttled" if status == 429 else "server_error"
+        return _Outcome(kind, _RetryIn(f"{provider} {status}: {exc.message}", wait))
+    if status in (400, 413, 422):
+        return _Outcome("rejected", PoisonInput(f"{provider} refused: {exc.message}"))
+    return _Outcome("error", TransientError(f"{provider} error: {exc.message}"))
 
 
 # Waits up to this long happen inside the batch; longer ones pause the partitions instead.

@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from streams.adapters.media import sniff_media
 from streams.errors import PoisonInput, ResourceLimitExceeded
 from streams.messages import Page
 
@@ -34,6 +35,8 @@ def sniff(path: Path, filename: str | None) -> str:
         head = fh.read(_SNIFF_BYTES)
     if head.lstrip(b"\x00\t\r\n ").startswith(b"%PDF-") or b"%PDF-" in head[:1024]:
         return PDF
+    if media_type := sniff_media(head):
+        return media_type
     if head.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(path) as archive:

@@ -44,6 +44,8 @@ _PROPERTIES = [
     Property(name="chunk_index", data_type=DataType.INT),
     Property(name="page_start", data_type=DataType.INT),
     Property(name="page_end", data_type=DataType.INT),
+    Property(name="start_s", data_type=DataType.NUMBER),  # audio/video: the chunk's time range
+    Property(name="end_s", data_type=DataType.NUMBER),
     Property(name="text", data_type=DataType.TEXT),
     Property(name="filename", data_type=DataType.TEXT, skip_vectorization=True),
     Property(name="content_type", data_type=DataType.TEXT, skip_vectorization=True),
@@ -78,6 +80,8 @@ class Hit:
     text: str
     distance: float | None
     filename: str | None
+    start_s: float | None = None  # audio/video
+    end_s: float | None = None
 
 
 class ChunkIndex:
@@ -144,6 +148,11 @@ class ChunkIndex:
                         "chunk_index": chunk.index,
                         "page_start": chunk.page_start,
                         "page_end": chunk.page_end,
+                        **(
+                            {"start_s": chunk.start_s, "end_s": chunk.end_s}
+                            if chunk.start_s is not None
+                            else {}
+                        ),
                         "text": chunk.text,
                         "filename": batch.filename or "",
                         "content_type": batch.content_type,
@@ -295,7 +304,13 @@ def _hit(props: Mapping[str, Any], distance: float | None) -> Hit:
         text=str(props.get("text", "")),
         distance=distance,
         filename=str(props.get("filename") or "") or None,
+        start_s=_seconds(props.get("start_s")),
+        end_s=_seconds(props.get("end_s")),
     )
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _registry_id(tenant_id: str, document_id: str) -> uuid.UUID:
