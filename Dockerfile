@@ -6,7 +6,7 @@
 # wheel is left in any layer. Runs as an unprivileged user (uid 10001) and writes nothing
 # outside /tmp, its working directory and the blob store, so it also runs with a read-only root
 # filesystem (Kubernetes: readOnlyRootFilesystem, docker-compose.yml: read_only).
-FROM python:3.11.16-slim AS build
+FROM python:3.11.16-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -16,11 +16,16 @@ COPY schemas ./schemas
 COPY streams ./streams
 RUN /opt/docstreams/bin/pip install --no-cache-dir .
 
-FROM python:3.11.16-slim
+FROM python:3.11.16-slim-bookworm
 ENV PATH=/opt/docstreams/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/docstreams
+# ffmpeg (with ffprobe): audio and video windows for transcription. Pinned to Debian 12's
+# (bookworm, the base's release) version; --no-install-recommends keeps the layer to what it needs.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ffmpeg=7:5.1.9-0+deb12u1 \
+    && rm -rf /var/lib/apt/lists/*
 # -l: no lastlog/faillog entry, which for a high uid would be a sparse file of gigabytes.
 RUN useradd -l --uid 10001 --user-group --create-home --home-dir /home/docstreams \
         --shell /usr/sbin/nologin docstreams \

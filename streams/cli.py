@@ -306,15 +306,15 @@ def search_command(
     if json:
         typer.echo(orjson.dumps([h.__dict__ for h in hits]).decode())
         return
-    table = Table("score", "document", "where", "text")
+    table = Table("score", "document", "pages / time", "text")
     for h in hits:
         score = "" if h.distance is None else f"{1 - h.distance:.3f}"
         if h.start_s is not None and h.end_s is not None:  # a recording: its time range
             pages = f"{_clock(h.start_s)}\N{EN DASH}{_clock(h.end_s)}"
         elif h.page_start == h.page_end:
-            pages = f"p. {h.page_start}"
+            pages = f"{h.page_start}"
         else:
-            pages = f"pp. {h.page_start}-{h.page_end}"
+            pages = f"{h.page_start}-{h.page_end}"
         text = " ".join(h.text.split())
         table.add_row(score, h.document_id, pages, text[:600] + ("…" if len(text) > 600 else ""))
     console.print(table)

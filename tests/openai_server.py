@@ -1,4 +1,4 @@
-"""A local OpenAI-compatible embeddings server for tests and benchmarks.
+"""A local OpenAI-compatible embeddings (and audio transcription) server for tests and benchmarks.
 
 It answers POST /v1/embeddings like the OpenAI API: real vectors from the local model (or, in
 ``fast`` mode, deterministic vectors derived from each text's hash, to measure the pipeline
@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import tempfile
 import threading
 import time
+import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import default
 from functools import cached_property
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 import bpe_openai
@@ -27,6 +33,7 @@ import numpy as np
 import orjson
 
 from streams.adapters.embedders import LocalMiniLM
+from streams.adapters.transcribers import LocalSphinx
 from tests.http_server import run_server
 
 
@@ -158,9 +165,47 @@ class EmbeddingsApi:
             "x-ratelimit-reset-tokens": reset,
         }
 
+    def transcribe(
+        self, content_type: str, raw: bytes
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """POST /v1/audio/transcriptions (multipart, a WAV file), answered as verbose_json with
+        word and segment timestamps, transcribed by the local PocketSphinx model."""
+        received = time.monotonic()
+        with self.lock:
+            status, body, headers, code = self._decide([], [])
+        if status == 200:
+            fields = _multipart(content_type, raw)
+            with wave.open(io.BytesIO(fields["file"])) as wav, tempfile.TemporaryDirectory() as d:
+                pcm = Path(d) / "audio.pcm"
+                pcm.write_bytes(wav.readframes(wav.getnframes()))
+                utterances = LocalSphinx().transcribe(pcm, 0.0)
+            words = [{"word": w.text, "start": w.start_s, "end": w.end_s}
+                     for u in utterances for w in u]  # fmt: skip
+            texts = [" ".join(w.text for w in u) for u in utterances]
+            pairs = enumerate(zip(utterances, texts, strict=True))
+            segments = [{"id": i, "start": u[0].start_s, "end": u[-1].end_s, "text": t}
+                        for i, (u, t) in pairs]  # fmt: skip
+            body = {"task": "transcribe", "language": "english", "words": words,
+                    "segments": segments, "text": " ".join(texts), "duration": 0.0}  # fmt: skip
+        with self.lock:
+            self.log.append(Logged(received, 1, 0, status, code))
+        return status, body, headers
+
     def answered(self, status: int) -> list[Logged]:
         with self.lock:
             return [entry for entry in self.log if entry.status == status]
+
+
+def _multipart(content_type: str, raw: bytes) -> dict[str, bytes]:
+    message = BytesParser(policy=default).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    fields: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        payload = part.get_payload(decode=True)
+        if isinstance(payload, bytes):
+            fields[str(part.get_param("name", header="content-disposition"))] = payload
+    return fields
 
 
 def _error(
@@ -177,10 +222,13 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
-        request = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
         if self.api.hang_s:
             time.sleep(self.api.hang_s)
-        status, body, headers = self.api.answer(request)
+        if self.path.endswith("/audio/transcriptions"):
+            status, body, headers = self.api.transcribe(self.headers["Content-Type"], raw)
+        else:
+            status, body, headers = self.api.answer(orjson.loads(raw))
         data = orjson.dumps(body)
         try:
             self.send_response(status)

@@ -535,7 +535,7 @@ def test_dockerfile_is_multi_stage_pinned_and_unprivileged() -> None:
     lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
     bases = [line.split()[1] for line in lines if line.startswith("FROM ")]
     assert len(bases) >= 2, "a build stage and a runtime stage"
-    assert all(re.fullmatch(r"python:3\.11\.\d+-slim", b) for b in bases), bases
+    assert all(re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", b) for b in bases), bases
     (user,) = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert user.split(":")[0] not in {"0", "root"}
     assert 'ENTRYPOINT ["docstreams"]' in lines

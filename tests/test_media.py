@@ -15,7 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from streams.adapters.blobstore import LocalBlobStore
+from streams.adapters.transcribers import OpenAITranscriber
 from streams.cli import app
+from streams.errors import ProviderRefused
 from streams.extract import Extract
 from streams.messages import ExtractTask
 from streams.producer import submit
@@ -23,6 +25,7 @@ from streams.progress import DocumentProgress, follow
 from streams.settings import Settings, as_environment
 from tests.apps_helpers import running_apps
 from tests.media import recording, require_tools
+from tests.openai_server import EmbeddingsApi, serving
 
 TENANT = "hearings"
 SENTENCE = "The harbour master lights forty two blue lanterns on the north pier every night."
@@ -149,3 +152,37 @@ def test_a_word_at_a_window_edge_is_kept_by_exactly_one_window(tmp_path: Path) -
     assert words[0] and words[1], words  # the sentence spans the edge: both hold some of it
     process = psutil.Process()
     assert not [c for c in process.children() if c.name() == "ffmpeg"]  # nothing left running
+
+
+# --- the openai transcriber, through the real client, against the local compatible server -----
+def _pcm(folder: Path) -> Path:
+    from streams.adapters.media import extract_audio
+
+    source = recording(folder / "short.wav", 20.0, {3.0: SENTENCE})
+    return extract_audio(source, 0.0, 20.0, folder / "short.pcm", 60.0)
+
+
+def _transcriber(url: str) -> OpenAITranscriber:
+    settings = Settings(transcriber="openai", openai_base_url=url, openai_api_key="sk-test",  # type: ignore[arg-type]
+                        embed_probe_interval_s=42.0)  # fmt: skip
+    return OpenAITranscriber(settings)
+
+
+def test_the_openai_transcriber_returns_timed_words_shifted_to_the_recording(
+    tmp_path: Path,
+) -> None:
+    require_tools()
+    api = EmbeddingsApi()
+    with serving(api) as url:
+        utterances = _transcriber(url).transcribe(_pcm(tmp_path), 600.0)  # a window at 10:00
+    words = [w for u in utterances for w in u]
+    assert words and all(603.0 <= w.start_s < w.end_s <= 620.0 for w in words)
+    assert any(w.text in ("forty", "two", "north") for w in words)
+
+
+def test_an_exhausted_transcription_quota_is_a_refusal_not_a_retry(tmp_path: Path) -> None:
+    require_tools()
+    api = EmbeddingsApi(quota_exhausted=True)
+    with serving(api) as url, pytest.raises(ProviderRefused) as caught:
+        _transcriber(url).transcribe(_pcm(tmp_path), 0.0)
+    assert caught.value.retry_after_s == 42.0 and len(api.log) == 1
