@@ -1,0 +1,156 @@
+"""Transcription: the local transcriber's word error rate on generated speech, and the extract
+stage's memory and speed on a 1-hour recording.
+
+- wer: each sentence spoken by espeak-ng (the voice the tests use), transcribed by PocketSphinx
+  (TRANSCRIBER=local), word error rate = word-level edit distance / reference words.
+- hour: a 60-minute WAV (a sentence every minute) extracted window by window (MEDIA_WINDOW_S,
+  default 600 s) by the real extract stage in this process; its peak RSS and the peak RSS of
+  the ffmpeg child, sampled from /proc every 0.1 s, and the real-time factor.
+
+    .venv/bin/python bench/transcription.py [--minutes 60]
+
+Prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import orjson
+import psutil
+
+from streams.adapters.blobstore import LocalBlobStore
+from streams.adapters.media import extract_audio
+from streams.adapters.transcribers import LocalSphinx
+from streams.download import plan_windows
+from streams.extract import Extract
+from streams.messages import ExtractTask
+from streams.settings import Settings
+from tests.media import recording
+
+SENTENCES = [
+    "The harbour master lights forty two blue lanterns on the north pier every night.",
+    "The ferry to the island leaves at seven in the morning.",
+    "Please close the gate when you leave the garden.",
+    "The committee approved the budget for the new library.",
+    "Heavy rain is expected along the coast tomorrow afternoon.",
+    "The witness said she saw a red car near the station.",
+    "Our quarterly revenue grew by twelve percent this year.",
+    "The patient should take one tablet twice a day with water.",
+    "Members of the council will vote on the proposal next week.",
+    "The bridge will be closed for repairs until the end of March.",
+    "Students must submit their essays before Friday at noon.",
+    "The museum opens at ten and closes at six on weekdays.",
+]
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def edit_distance(reference: list[str], hypothesis: list[str]) -> int:
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, start=1):
+        current = [i]
+        for j, hyp in enumerate(hypothesis, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp)))
+        previous = current
+    return previous[-1]
+
+
+def word_error_rate(folder: Path) -> dict[str, Any]:
+    transcriber = LocalSphinx()
+    errors = total = 0
+    samples = []
+    for i, sentence in enumerate(SENTENCES):
+        source = recording(folder / f"s{i}.wav", 12.0, {1.0: sentence})
+        pcm = extract_audio(source, 0.0, 12.0, folder / f"s{i}.pcm", 60.0)
+        heard = " ".join(w.text for u in transcriber.transcribe(pcm, 0.0) for w in u)
+        errors += edit_distance(words(sentence), words(heard))
+        total += len(words(sentence))
+        samples.append({"said": sentence, "heard": heard})
+    return {"sentences": len(SENTENCES), "reference_words": total, "errors": errors,
+            "wer": round(errors / total, 3), "samples": samples[:3]}  # fmt: skip
+
+
+class PeakRss:
+    """Peak RSS of this process and of its children (ffmpeg), sampled every 0.1 s."""
+
+    def __init__(self) -> None:
+        self.own = self.children = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.1):
+            self.own = max(self.own, me.memory_info().rss)
+            for child in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):  # it may have just exited
+                    self.children = max(self.children, child.memory_info().rss)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def hour(folder: Path, minutes: int) -> dict[str, Any]:
+    total = minutes * 60.0
+    source = recording(folder / "hour.wav", total,
+                       {float(t): SENTENCES[t // 60 % len(SENTENCES)]
+                        for t in range(30, int(total), 60)})  # fmt: skip
+    settings = Settings(blob_dir=folder / "blobs")
+    store = LocalBlobStore(settings.blob_dir)
+    partial = store.partial("bench", "hour")
+    partial.data.write_bytes(source.read_bytes())
+    blob = store.commit(partial, "bench", "hour", "b" * 64)
+    extract = Extract(settings, store)
+    windows = plan_windows("audio/wav", 0, 0, settings, 1, total)
+    before = psutil.Process().memory_info().rss
+    began = time.monotonic()
+    segments = 0
+    with PeakRss() as peak:
+        for i, w in enumerate(windows):
+            task = ExtractTask(tenant_id="bench", document_id="hour", version="b" * 64, window=i,
+                               window_count=len(windows), blob=blob, content_type="audio/wav",
+                               page_start=w.first, page_end=w.last, start_s=w.start_s,
+                               end_s=w.end_s)  # fmt: skip
+            batch, _ = extract(task)
+            segments += len(batch.pages)  # type: ignore[attr-defined]
+    seconds = time.monotonic() - began
+    return {"recording_minutes": minutes, "windows": len(windows),
+            "window_s": settings.media_window_s, "segments": segments,
+            "seconds": round(seconds, 1), "real_time_factor": round(seconds / total, 3),
+            "extract_peak_rss_mb": round(peak.own / 2**20, 1),
+            "extract_rss_before_mb": round(before / 2**20, 1),
+            "ffmpeg_peak_rss_mb": round(peak.children / 2**20, 1),
+            "file_mb": round(source.stat().st_size / 2**20, 1)}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=int, default=60)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="docstreams-transcription-") as scratch:
+        folder = Path(scratch)
+        result = {"wer": word_error_rate(folder), "hour": hour(folder, args.minutes)}
+    print(orjson.dumps(result).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
