@@ -6,6 +6,8 @@ stage's memory and speed on a 1-hour recording.
 - hour: a 60-minute WAV (a sentence every minute) extracted window by window (MEDIA_WINDOW_S,
   default 600 s) by the real extract stage in this process; its peak RSS and the peak RSS of
   the ffmpeg child, sampled from /proc every 0.1 s, and the real-time factor.
+- pipeline: the same recording through every app (`run all`) on a private stack; the peak RSS
+  of each app's own process.
 
     .venv/bin/python bench/transcription.py [--minutes 60]
 
@@ -141,13 +143,66 @@ def hour(folder: Path, minutes: int) -> dict[str, Any]:
             "file_mb": round(source.stat().st_size / 2**20, 1)}  # fmt: skip
 
 
+def pipeline(folder: Path, minutes: int) -> dict[str, Any]:
+    """The same recording through the real apps (`run all`, each app its own process) on a
+    private stack; peak RSS of each app's process (and of ffmpeg) sampled from /proc."""
+    from streams.producer import submit
+    from streams.progress import follow
+    from streams.stack import Stack
+    from streams.stack.ports import private_stack_settings
+    from tests.apps_helpers import running_apps
+
+    total = minutes * 60.0
+    source = recording(folder / "pipeline.wav", total,
+                       {float(t): SENTENCES[t // 60 % len(SENTENCES)]
+                        for t in range(30, int(total), 60)})  # fmt: skip
+    settings = private_stack_settings(
+        folder / "stack", blob_dir=folder / "pipeline-blobs", allow_local_sources=True
+    )
+    stack = Stack(settings)
+    stack.up()
+    peaks: dict[str, float] = {}
+    try:
+        with running_apps(settings, folder / "apps.log") as supervisor:
+            stop = threading.Event()
+
+            def sample() -> None:
+                while not stop.wait(0.1):
+                    for proc in supervisor.children(recursive=True):
+                        with contextlib.suppress(psutil.Error):
+                            cmd = proc.cmdline()
+                            name = "ffmpeg" if "ffmpeg" in cmd[0] else cmd[-1]
+                            rss = proc.memory_info().rss / 2**20
+                            peaks[name] = max(peaks.get(name, 0.0), rss)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            began = time.monotonic()
+            request = submit(settings, str(source), "bench", "hour")
+            progress = follow(settings, "bench", "hour", request.submitted_at, 1800)
+            seconds = time.monotonic() - began
+            stop.set()
+            sampler.join()
+    finally:
+        stack.down()
+    if progress.completed is None:
+        raise RuntimeError(f"the recording did not complete: {progress.failure}")
+    names = ["download", "extract", "chunk", "embed", "index", "tracker", "ffmpeg"]
+    return {"recording_minutes": minutes, "seconds": round(seconds, 1),
+            "chunks": progress.completed.chunks,
+            "peak_rss_mb": {n: round(peaks[n], 1) for n in names if n in peaks}}  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=int, default=60)
+    parser.add_argument("--skip-pipeline", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="docstreams-transcription-") as scratch:
         folder = Path(scratch)
         result = {"wer": word_error_rate(folder), "hour": hour(folder, args.minutes)}
+        if not args.skip_pipeline:
+            result["pipeline"] = pipeline(folder, args.minutes)
     print(orjson.dumps(result).decode())
     return 0
 

@@ -228,11 +228,13 @@ def test_bad_documents_are_dead_lettered_with_their_reason_and_the_next_one_comp
 
 
 def test_unchanged_content_submitted_again_is_not_extracted_or_embedded_again(
-    pipeline: tuple[Settings, psutil.Process],
+    pipeline: tuple[Settings, psutil.Process], tmp_path: Path
 ) -> None:
     settings, _ = pipeline
-    first = _submit_and_wait(settings, str(SAMPLE), "twice")
-    second = _submit_and_wait(settings, str(SAMPLE), "twice")
+    # Content of its own: the sample's texts are in the embedding cache from other tests.
+    source = write_pdf(tmp_path / "twice.pdf", numbered_pages(4, f"twice{uuid.uuid4().hex}"))
+    first = _submit_and_wait(settings, str(source), "twice")
+    second = _submit_and_wait(settings, str(source), "twice")
     assert first.completed and second.completed
     assert first.version == second.version
     assert not first.completed.reused_unchanged and first.completed.tokens_spent > 0
@@ -270,17 +272,20 @@ def test_sigkill_of_the_embed_process_loses_and_duplicates_nothing(
     assert _weaviate_count(settings, "killed-embed") == len(set(ids)) == len(ids)
 
 
-def test_a_weaviate_outage_pauses_indexing_and_nothing_is_dead_lettered(
-    pipeline: tuple[Settings, psutil.Process], stack_settings: Settings
+def test_a_weaviate_outage_pauses_embedding_and_indexing_and_nothing_is_dead_lettered(
+    pipeline: tuple[Settings, psutil.Process], stack_settings: Settings, tmp_path: Path
 ) -> None:
     settings, _ = pipeline
     weaviate = Stack(stack_settings).weaviate
     weaviate.stop()
     try:
-        request = submit(settings, str(SAMPLE), TENANT, "during-outage")
-        # It reached the index stage, which cannot write.
-        wait_for(lambda: _has_event(settings, "WindowEmbedded", "during-outage"), timeout_s=120)
+        source = write_pdf(tmp_path / "outage.pdf", numbered_pages(3, f"outage{uuid.uuid4().hex}"))
+        request = submit(settings, str(source), TENANT, "during-outage")
+        # It reached the embed stage, which cannot ask the embedding cache (in Weaviate) whether
+        # these texts were paid for already: it waits, as the index stage would.
+        wait_for(lambda: _has_event(settings, "WindowChunked", "during-outage"), timeout_s=120)
         time.sleep(3)
+        assert not _has_event(settings, "WindowEmbedded", "during-outage")
     finally:
         weaviate.start()
         weaviate.wait_healthy(120)
