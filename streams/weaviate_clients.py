@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import weaviate
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+from weaviate.exceptions import WeaviateBaseError
 
+from streams.errors import DownstreamUnavailable
 from streams.settings import Settings
 
 
@@ -22,3 +26,21 @@ def connect_weaviate(settings: Settings) -> weaviate.WeaviateClient:
         # Without it the client asks PyPI for its latest version on every connect.
         skip_init_checks=True,
     )
+
+
+class WeaviateAdapter:
+    """Base of the Weaviate adapters: one client per adapter, connected on first use (an
+    unreachable server is back-pressure, not an error), closed with the adapter."""
+
+    settings: Settings
+
+    @cached_property
+    def client(self) -> weaviate.WeaviateClient:
+        try:
+            return connect_weaviate(self.settings)
+        except WeaviateBaseError as exc:
+            raise DownstreamUnavailable(f"weaviate unreachable: {exc}", 5.0) from None
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()

@@ -7,11 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
+import pytest
 
 from streams.kafka_clients import admin_client
 from streams.settings import Settings, as_environment
@@ -70,3 +73,20 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def isolated(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory, name: str, **changes: Any
+) -> Settings:
+    """The session stack's settings with topics, a Weaviate collection and a blob store of a
+    test module's own (local sources allowed), plus ``changes``."""
+    run = uuid.uuid4().hex[:8]
+    return stack_settings.model_copy(
+        update={
+            "topic_prefix": f"{name}{run}.",
+            "weaviate_collection": f"{name.capitalize()}{run}",
+            "blob_dir": tmp_path_factory.mktemp("blobs"),
+            "allow_local_sources": True,
+            **changes,
+        }
+    )

@@ -21,7 +21,7 @@ from streams.producer import submit
 from streams.progress import DocumentProgress, follow
 from streams.settings import Settings
 from streams.status_client import document_status
-from tests.apps_helpers import free_port_block, running_apps
+from tests.apps_helpers import free_port_block, isolated, running_apps
 from tests.kafka_helpers import read_topic, wait_for
 from tests.openai_server import EmbeddingsApi, Fault, serving
 
@@ -41,24 +41,20 @@ class Paid:
 @pytest.fixture(scope="module")
 def paid(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paid]:
     api = EmbeddingsApi(max_inputs=MAX_INPUTS, max_tokens_per_request=MAX_REQUEST_TOKENS)
-    run = uuid.uuid4().hex[:8]
     port = free_port_block(len(APPS))
     with serving(api) as url:
-        settings = stack_settings.model_copy(
-            update={
-                "topic_prefix": f"cost{run}.",
-                "weaviate_collection": f"Cost{run}",
-                "blob_dir": tmp_path_factory.mktemp("blobs"),
-                "allow_local_sources": True,
-                "embedder": "openai",
-                "openai_base_url": url,
-                "openai_api_key": "sk-test",
-                "openai_dimensions": 384,
-                "embed_max_inputs_per_request": MAX_INPUTS,
-                "embed_max_tokens_per_request": MAX_REQUEST_TOKENS,
-                "embed_probe_interval_s": PROBE_S,
-                "metrics_port": port,
-            }
+        settings = isolated(
+            stack_settings,
+            tmp_path_factory,
+            "cost",
+            embedder="openai",
+            openai_base_url=url,
+            openai_api_key="sk-test",
+            openai_dimensions=384,
+            embed_max_inputs_per_request=MAX_INPUTS,
+            embed_max_tokens_per_request=MAX_REQUEST_TOKENS,
+            embed_probe_interval_s=PROBE_S,
+            metrics_port=port,
         )
         with running_apps(settings):
             yield Paid(settings, api, f"http://127.0.0.1:{port + APPS.index('embed')}")

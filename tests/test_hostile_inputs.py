@@ -36,7 +36,7 @@ from streams.settings import Settings
 from streams.status_client import document_status
 from streams.topics import topic_name
 from tests import hostile_files
-from tests.apps_helpers import app_process, running_apps
+from tests.apps_helpers import app_process, isolated, running_apps
 from tests.http_server import Behaviour, serving
 from tests.kafka_helpers import read_topic, wait_for
 from tests.pdfs import SAMPLE, numbered_pages, write_pdf
@@ -71,25 +71,21 @@ def hostile(
     with serving(good) as good_url, serving(internal, host="127.0.0.2") as internal_url:
         internal_port = int(internal_url.rsplit(":", 1)[1])
         good.redirects["/to-internal"] = f"{internal_url}/doc.pdf"
-        run = uuid.uuid4().hex[:8]
-        settings = stack_settings.model_copy(
-            update={
-                "topic_prefix": f"hostile{run}.",
-                "weaviate_collection": f"Hostile{run}",
-                "blob_dir": tmp_path_factory.mktemp("blobs"),
-                "allow_local_sources": True,
-                "fetch_allowlist": ["127.0.0.1/32"],
-                # The recording server's port is allowed: it is refused for its address.
-                "outbound_ports": [80, 443, internal_port],
-                "fetch_attempts": 1,
-                "fetch_timeout_s": 5.0,
-                "max_download_bytes": MAX_BYTES,
-                "max_pages": MAX_PAGES,
-                "max_page_chars": MAX_PAGE_CHARS,
-                "parser_memory_mb": 512,
-                "parser_timeout_s": 15.0,
-                "text_window_bytes": 64 * 1024,
-            }
+        settings = isolated(
+            stack_settings,
+            tmp_path_factory,
+            "hostile",
+            fetch_allowlist=["127.0.0.1/32"],
+            # The recording server's port is allowed: it is refused for its address.
+            outbound_ports=[80, 443, internal_port],
+            fetch_attempts=1,
+            fetch_timeout_s=5.0,
+            max_download_bytes=MAX_BYTES,
+            max_pages=MAX_PAGES,
+            max_page_chars=MAX_PAGE_CHARS,
+            parser_memory_mb=512,
+            parser_timeout_s=15.0,
+            text_window_bytes=64 * 1024,
         )
         with running_apps(settings) as supervisor:
             yield Hostile(settings, supervisor, files, good_url, internal_url, internal_port,

@@ -4,7 +4,6 @@ recordings end clearly."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from streams.messages import ExtractTask
 from streams.producer import submit
 from streams.progress import DocumentProgress, follow
 from streams.settings import Settings, as_environment
-from tests.apps_helpers import running_apps
+from tests.apps_helpers import isolated, running_apps
 from tests.media import recording, require_tools
 from tests.openai_server import EmbeddingsApi, serving
 
@@ -41,16 +40,12 @@ def media_apps(
     stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Settings, Path]]:
     require_tools()
-    run = uuid.uuid4().hex[:8]
-    settings = stack_settings.model_copy(
-        update={
-            "topic_prefix": f"media{run}.",
-            "weaviate_collection": f"Media{run}",
-            "blob_dir": tmp_path_factory.mktemp("blobs"),
-            "allow_local_sources": True,
-            "media_window_s": 60.0,
-            "media_overlap_s": 2.0,
-        }
+    settings = isolated(
+        stack_settings,
+        tmp_path_factory,
+        "media",
+        media_window_s=60.0,
+        media_overlap_s=2.0,
     )
     with running_apps(settings):
         yield settings, tmp_path_factory.mktemp("recordings")

@@ -20,7 +20,7 @@ from streams.progress import follow
 from streams.settings import Settings
 from streams.topics import TOPICS, topic_name
 from streams.tracker import broker_credentials
-from tests.apps_helpers import running_apps
+from tests.apps_helpers import isolated, running_apps
 from tests.callback_receiver import Receiver, receiving
 from tests.kafka_helpers import wait_for
 from tests.pdfs import SAMPLE
@@ -83,20 +83,16 @@ def test_sasl_and_tls_settings_reach_librdkafka_and_the_trackers_client(tmp_path
 def logged(
     stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Settings, Path, Receiver, str]]:
-    run = uuid.uuid4().hex[:8]
     output = tmp_path_factory.mktemp("logs") / "apps.log"
-    settings = stack_settings.model_copy(
-        update={
-            "topic_prefix": f"sec{run}.",
-            "weaviate_collection": f"Secret{run}",
-            "blob_dir": tmp_path_factory.mktemp("blobs"),
-            "allow_local_sources": True,
-            "log_level": "DEBUG",
-            "openai_api_key": SecretStr(OPENAI_KEY),  # set, though the local embedder runs
-            "kafka_sasl_password": SecretStr(SASL_PASSWORD),  # set, though PLAINTEXT is used
-            "callback_secrets": {"acme": SecretStr(CALLBACK_KEY)},
-            "callback_allowlist": ["127.0.0.1/32"],
-        }
+    settings = isolated(
+        stack_settings,
+        tmp_path_factory,
+        "secret",
+        log_level="DEBUG",
+        openai_api_key=SecretStr(OPENAI_KEY),  # set, though the local embedder runs
+        kafka_sasl_password=SecretStr(SASL_PASSWORD),  # set, though PLAINTEXT is used
+        callback_secrets={"acme": SecretStr(CALLBACK_KEY)},
+        callback_allowlist=["127.0.0.1/32"],
     )
     receiver = Receiver()
     with receiving(receiver) as hook, running_apps(settings, output):

@@ -19,11 +19,9 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
-import weaviate
 from numpy.typing import NDArray
 from weaviate.classes.config import Configure, DataType, Property
 from weaviate.classes.data import DataObject
@@ -32,7 +30,7 @@ from weaviate.exceptions import WeaviateBaseError
 
 from streams.errors import DownstreamUnavailable
 from streams.settings import Settings
-from streams.weaviate_clients import connect_weaviate
+from streams.weaviate_clients import WeaviateAdapter
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +59,7 @@ class EmbeddingCache(Protocol):
     def close(self) -> None: ...
 
 
-class WeaviateEmbeddingCache:
+class WeaviateEmbeddingCache(WeaviateAdapter):
     def __init__(self, settings: Settings, dimensions: int) -> None:
         self.settings = settings
         shared = "Shared" if settings.embed_cache_scope == "global" else ""
@@ -74,17 +72,6 @@ class WeaviateEmbeddingCache:
 
     def scope(self, tenant_id: str) -> str:
         return SHARED_SCOPE if self.settings.embed_cache_scope == "global" else tenant_id
-
-    @cached_property
-    def client(self) -> weaviate.WeaviateClient:
-        try:
-            return connect_weaviate(self.settings)
-        except WeaviateBaseError as exc:
-            raise DownstreamUnavailable(f"weaviate unreachable: {exc}", 5.0) from None
-
-    def close(self) -> None:
-        if "client" in self.__dict__:
-            self.client.close()
 
     def _ensure_collection(self) -> None:
         if self._ready:

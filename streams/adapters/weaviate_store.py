@@ -16,11 +16,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any
 
 import orjson
-import weaviate
 from weaviate.classes.config import Configure, DataType, Property, Tokenization
 from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter, MetadataQuery
@@ -29,7 +27,7 @@ from weaviate.exceptions import WeaviateBaseError, WeaviateConnectionError
 from streams.errors import DownstreamUnavailable, TransientError
 from streams.messages import VectorBatch
 from streams.settings import Settings
-from streams.weaviate_clients import connect_weaviate
+from streams.weaviate_clients import WeaviateAdapter
 
 # Ids are matched whole: with the default word tokenization, a filter on "report-1" would also
 # match "report-1-final".
@@ -84,22 +82,11 @@ class Hit:
     end_s: float | None = None
 
 
-class ChunkIndex:
+class ChunkIndex(WeaviateAdapter):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.name = settings.weaviate_collection
         self._ready = False
-
-    @cached_property
-    def client(self) -> weaviate.WeaviateClient:
-        try:
-            return connect_weaviate(self.settings)
-        except WeaviateBaseError as exc:
-            raise DownstreamUnavailable(f"weaviate unreachable: {exc}", 5.0) from None
-
-    def close(self) -> None:
-        if "client" in self.__dict__:
-            self.client.close()
 
     @property
     def registry_name(self) -> str:
