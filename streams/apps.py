@@ -3,6 +3,7 @@ supervises them all."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
@@ -12,19 +13,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streams import chunk, download, embed, extract, index
 from streams.health import serve
 from streams.runner import Runner, Stage
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-STAGES: dict[str, Callable[[Settings], Stage[Any]]] = {
-    "download": download.make_stage,
-    "extract": extract.make_stage,
-    "chunk": chunk.make_stage,
-    "embed": embed.make_stage,
-    "index": index.make_stage,
+# Stage name -> its module (with a make_stage(settings)). Imported only by the process that runs
+# it: each app then loads just its own dependencies (an extract process has no Weaviate, OpenAI
+# or ONNX client in memory).
+STAGES: dict[str, str] = {
+    "download": "streams.download",
+    "extract": "streams.extract",
+    "chunk": "streams.chunk",
+    "embed": "streams.embed",
+    "index": "streams.index",
 }
 APPS = [*STAGES, "tracker"]
 _RESTART_DELAY_S = 2.0
@@ -33,7 +36,8 @@ _MAX_QUICK_EXITS = 3
 
 
 def run_stage(name: str, settings: Settings) -> None:
-    runner = Runner(STAGES[name](settings), settings)
+    make_stage: Callable[[Settings], Stage[Any]] = importlib.import_module(STAGES[name]).make_stage
+    runner = Runner(make_stage(settings), settings)
     runner.install_signal_handlers()
     if settings.metrics_port:
         serve(runner.health, settings.metrics_host, settings.metrics_port)

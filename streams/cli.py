@@ -16,10 +16,8 @@ from rich.table import Table
 
 from streams.errors import DocstreamsError
 from streams.kafka_clients import admin_client
-from streams.schemas import export_schemas
 from streams.settings import Settings, settings_table
 from streams.stack import Stack
-from streams.stack.check import check_kafka_transactions, check_weaviate_vectors
 from streams.topics import TOPICS, create_topics, topic_name
 
 app = typer.Typer(
@@ -137,6 +135,8 @@ def stack_status(json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def stack_check() -> None:
     """Round-trip a Kafka transaction and a Weaviate vector query on the running stack."""
     settings = Settings()
+    from streams.stack.check import check_kafka_transactions, check_weaviate_vectors
+
     results = [check_kafka_transactions(settings), check_weaviate_vectors(settings)]
     for r in results:
         mark = "[green]✓[/]" if r.ok else "[red]✗[/]"
@@ -455,6 +455,8 @@ def schemas_export(
     directory: Annotated[Path, typer.Argument(help="Where to write them.")] = Path("schemas"),
 ) -> None:
     """Write one JSON Schema file per message type."""
+    from streams.schemas import export_schemas
+
     for path in export_schemas(directory):
         console.print(f"wrote {path}")
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streams.adapters import extractors, media
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.media import MEDIA_TYPES
 from streams.adapters.sandbox import Sandbox
-from streams.adapters.transcribers import Transcriber, make_transcriber
 from streams.errors import PoisonInput, ResourceLimitExceeded
 from streams.messages import ExtractTask, Message, Page, PageBatch, WindowExtracted
 from streams.runner import Stage
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.adapters.transcribers import Transcriber
 
 
 class Extract:
@@ -30,7 +33,7 @@ class Extract:
         # Parsers run in a child process under memory and time limits (a hostile file kills
         # only the child); plain text is read here, in bounded byte windows.
         self.parser = parser or Sandbox.for_parsing(settings)
-        self.transcriber = transcriber or make_transcriber(settings)
+        self._transcriber = transcriber
 
     def __call__(self, task: ExtractTask) -> list[Message]:
         if not self.store.exists(task.blob):
@@ -72,6 +75,14 @@ class Extract:
         )
         return [batch, done]
 
+    def transcriber(self) -> Transcriber:
+        """Made on first use: a process that never sees a recording never loads a speech model."""
+        if self._transcriber is None:
+            from streams.adapters.transcribers import make_transcriber
+
+            self._transcriber = make_transcriber(settings=self.settings)
+        return self._transcriber
+
     def _transcribe(self, path: Path, task: ExtractTask) -> list[Page]:
         """The window's audio, reaching MEDIA_OVERLAP_S into its neighbours so that a word cut
         at an edge is heard whole; a word is kept by the window its start falls in, so each is
@@ -85,7 +96,7 @@ class Extract:
             media.extract_audio(
                 path, listen_from, end + overlap, pcm, self.settings.ffmpeg_timeout_s
             )
-            utterances = self.transcriber.transcribe(pcm, listen_from)
+            utterances = self.transcriber().transcribe(pcm, listen_from)
         pages = []
         for words in utterances:
             kept = [w for w in words if start <= w.start_s < end]

@@ -337,6 +337,11 @@ class Settings(BaseSettings):
         description="How long the embed stage waits for more chunk batches to fill its "
         "requests after the first one arrives.",
     )
+    embed_onnx_arena: bool = Field(
+        default=True,
+        description="Local embedder: keep onnxruntime's CPU memory arena (at batches of 8: 17% "
+        "faster for about 65 MB more; false for the smallest footprint).",
+    )
     embed_cache: bool = Field(
         default=True,
         description="Reuse vectors of texts embedded before (same model and dimensions), kept "

@@ -8,11 +8,18 @@ same key, which no local bucket can know.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from streams import metrics
+from streams.errors import PoisonInput, ProviderRefused, TransientError
+
+log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -138,4 +145,49 @@ def _number(text: str | None) -> float | None:
         return None
 
 
-__all__ = ["Bucket", "RateLimiter", "parse_duration", "retry_after_s"]
+# --- what an OpenAI-compatible API's error statuses mean --------------------------------------
+@dataclass(frozen=True)
+class ProviderOutcome:
+    kind: str  # the requests metric's outcome label
+    error: Exception
+
+
+class RetryIn(Exception):
+    """Worth another try after ``seconds``."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+def classify_provider_error(exc: Any, probe_interval_s: float, provider: str) -> ProviderOutcome:
+    """What an OpenAI-compatible API's error status means for the stage (``exc``: an
+    ``openai.APIStatusError``)."""
+    status, code = exc.status_code, exc.code
+    if (status == 429 and code == "insufficient_quota") or status in (401, 403, 404):
+        # Retrying cannot help: pause until a probe (or an operator) finds it fixed.
+        reason = code or {401: "authentication", 403: "permission", 404: "not_found"}[status]
+        metrics.EMBEDDER_REFUSED.set(1)
+        message = f"{provider} refuses ({reason}): {exc.message}"
+        log.error("%s; probing again in %.0fs", message, probe_interval_s)
+        return ProviderOutcome("refused", ProviderRefused(message, reason, probe_interval_s))
+    if status == 429 or status >= 500:
+        wait = retry_after_s(exc.response.headers)
+        if wait is None:
+            wait = 1.0 if status == 429 else 2.0
+        kind = "throttled" if status == 429 else "server_error"
+        return ProviderOutcome(kind, RetryIn(f"{provider} {status}: {exc.message}", wait))
+    if status in (400, 413, 422):
+        return ProviderOutcome("rejected", PoisonInput(f"{provider} refused: {exc.message}"))
+    return ProviderOutcome("error", TransientError(f"{provider} error: {exc.message}"))
+
+
+__all__ = [
+    "Bucket",
+    "ProviderOutcome",
+    "RateLimiter",
+    "RetryIn",
+    "classify_provider_error",
+    "parse_duration",
+    "retry_after_s",
+]

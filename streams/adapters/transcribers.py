@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from streams import metrics
-from streams.adapters.embedders import _RetryIn, classify_provider_error
 from streams.adapters.media import SAMPLE_RATE
+from streams.adapters.pacing import RetryIn, classify_provider_error
 from streams.errors import DownstreamUnavailable
 from streams.settings import Settings
 
@@ -119,7 +119,7 @@ class OpenAITranscriber:
             )
         except openai.APIStatusError as exc:
             outcome = classify_provider_error(exc, self.probe_interval_s, "transcription provider")
-            if isinstance(outcome.error, _RetryIn):
+            if isinstance(outcome.error, RetryIn):
                 raise DownstreamUnavailable(str(outcome.error), outcome.error.seconds) from None
             raise outcome.error from None
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:
