@@ -7,7 +7,8 @@ stage's memory and speed on a 1-hour recording.
   default 600 s) by the real extract stage in this process; its peak RSS and the peak RSS of
   the ffmpeg child, sampled from /proc every 0.1 s, and the real-time factor.
 - pipeline: the same recording through every app (`run all`) on a private stack; the peak RSS
-  of each app's own process.
+  of each app's own process, of its parser child (where the transcriber runs, under
+  PARSER_MEMORY_MB) and of ffmpeg.
 
     .venv/bin/python bench/transcription.py [--minutes 60]
 
@@ -86,10 +87,11 @@ def word_error_rate(folder: Path) -> dict[str, Any]:
 
 
 class PeakRss:
-    """Peak RSS of this process and of its children (ffmpeg), sampled every 0.1 s."""
+    """Peak RSS of this process and of each kind of child (ffmpeg, the parser), every 0.1 s."""
 
     def __init__(self) -> None:
-        self.own = self.children = 0
+        self.own = 0
+        self.children: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -99,7 +101,9 @@ class PeakRss:
             self.own = max(self.own, me.memory_info().rss)
             for child in me.children(recursive=True):
                 with contextlib.suppress(psutil.Error):  # it may have just exited
-                    self.children = max(self.children, child.memory_info().rss)
+                    kind = "ffmpeg" if "ffmpeg" in child.cmdline()[0] else "parser"
+                    rss = child.memory_info().rss
+                    self.children[kind] = max(self.children.get(kind, 0), rss)
 
     def __enter__(self) -> PeakRss:
         self._thread.start()
@@ -139,8 +143,21 @@ def hour(folder: Path, minutes: int) -> dict[str, Any]:
             "seconds": round(seconds, 1), "real_time_factor": round(seconds / total, 3),
             "extract_peak_rss_mb": round(peak.own / 2**20, 1),
             "extract_rss_before_mb": round(before / 2**20, 1),
-            "ffmpeg_peak_rss_mb": round(peak.children / 2**20, 1),
+            "ffmpeg_peak_rss_mb": round(peak.children.get("ffmpeg", 0) / 2**20, 1),
+            "parser_child_peak_rss_mb": round(peak.children.get("parser", 0) / 2**20, 1),
             "file_mb": round(source.stat().st_size / 2**20, 1)}  # fmt: skip
+
+
+def _app_name(proc: psutil.Process) -> str:
+    """download/extract/... for an app's process; <app>-parser for its parser child (spawned by
+    multiprocessing); ffmpeg for ffmpeg."""
+    cmd = proc.cmdline()
+    if "ffmpeg" in cmd[0]:
+        return "ffmpeg"
+    parent = proc.parent()
+    if "--multiprocessing-fork" in cmd and parent is not None:
+        return f"{parent.cmdline()[-1]}-parser"
+    return cmd[-1]
 
 
 def pipeline(folder: Path, minutes: int) -> dict[str, Any]:
@@ -170,8 +187,7 @@ def pipeline(folder: Path, minutes: int) -> dict[str, Any]:
                 while not stop.wait(0.1):
                     for proc in supervisor.children(recursive=True):
                         with contextlib.suppress(psutil.Error):
-                            cmd = proc.cmdline()
-                            name = "ffmpeg" if "ffmpeg" in cmd[0] else cmd[-1]
+                            name = _app_name(proc)
                             rss = proc.memory_info().rss / 2**20
                             peaks[name] = max(peaks.get(name, 0.0), rss)
 
@@ -187,7 +203,8 @@ def pipeline(folder: Path, minutes: int) -> dict[str, Any]:
         stack.down()
     if progress.completed is None:
         raise RuntimeError(f"the recording did not complete: {progress.failure}")
-    names = ["download", "extract", "chunk", "embed", "index", "tracker", "ffmpeg"]
+    names = ["download", "download-parser", "extract", "extract-parser", "chunk", "embed",
+             "index", "tracker", "ffmpeg"]  # fmt: skip
     return {"recording_minutes": minutes, "seconds": round(seconds, 1),
             "chunks": progress.completed.chunks,
             "peak_rss_mb": {n: round(peaks[n], 1) for n in names if n in peaks}}  # fmt: skip

@@ -47,6 +47,9 @@ class DownstreamUnavailable(DocstreamsError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
+    def __reduce__(self) -> tuple[object, ...]:  # raised in the parser's child, pickled back
+        return (type(self), (str(self), self.retry_after_s))
+
 
 class ProviderRefused(DownstreamUnavailable):
     """A provider refuses for a reason retries cannot fix (quota exhausted, bad credentials):
@@ -55,6 +58,9 @@ class ProviderRefused(DownstreamUnavailable):
     def __init__(self, message: str, reason: str, retry_after_s: float) -> None:
         super().__init__(message, retry_after_s)
         self.reason = reason
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.reason, self.retry_after_s))
 
 
 class FatalRunnerError(DocstreamsError):

@@ -16,7 +16,7 @@ from streams.runner import Stage
 from streams.settings import Settings
 
 if TYPE_CHECKING:
-    from streams.adapters.transcribers import Transcriber
+    from streams.adapters.transcribers import Transcriber, Utterance
 
 
 class Extract:
@@ -75,13 +75,16 @@ class Extract:
         )
         return [batch, done]
 
-    def transcriber(self) -> Transcriber:
-        """Made on first use: a process that never sees a recording never loads a speech model."""
-        if self._transcriber is None:
-            from streams.adapters.transcribers import make_transcriber
+    def _run_transcriber(self, pcm: Path, offset_s: float, what: str) -> list[Utterance]:
+        """In the parser's child, like every parser (its memory limit bounds the speech model
+        and the audio it holds, and a stage process never loads a model it may not need); a
+        transcriber given to the constructor runs here (tests)."""
+        if self._transcriber is not None:
+            return self._transcriber.transcribe(pcm, offset_s)
+        from streams.adapters.transcribers import transcribe_in_child
 
-            self._transcriber = make_transcriber(settings=self.settings)
-        return self._transcriber
+        return self.parser.call(what, transcribe_in_child, self.settings, pcm, offset_s,
+                                seconds=self.settings.transcribe_timeout_s)  # fmt: skip
 
     def _transcribe(self, path: Path, task: ExtractTask) -> list[Page]:
         """The window's audio, reaching MEDIA_OVERLAP_S into its neighbours so that a word cut
@@ -96,7 +99,9 @@ class Extract:
             media.extract_audio(
                 path, listen_from, end + overlap, pcm, self.settings.ffmpeg_timeout_s
             )
-            utterances = self.transcriber().transcribe(pcm, listen_from)
+            utterances = self._run_transcriber(
+                pcm, listen_from, f"transcribing {start:.0f}-{end:.0f}s"
+            )
         pages = []
         for words in utterances:
             kept = [w for w in words if start <= w.start_s < end]

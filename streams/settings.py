@@ -252,6 +252,9 @@ class Settings(BaseSettings):
     ffmpeg_timeout_s: float = Field(
         default=300.0, gt=0, description="Longest ffprobe/ffmpeg run (one window's audio)."
     )
+    transcribe_timeout_s: float = Field(
+        default=1800.0, gt=0, description="Longest transcription of one window (resource_limit)."
+    )
     transcriber: Literal["local", "openai"] = Field(
         default="local",
         description="local: PocketSphinx with its bundled US English model (offline); openai: "

@@ -53,17 +53,17 @@ class Sandbox:
         self._conn: Connection | None = None
         self._lock = threading.Lock()  # one call at a time; the child serves them in order
 
-    def call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+    def call(self, what: str, fn: Callable[..., T], *args: Any, seconds: float | None = None) -> T:
         """``fn(*args)`` in the child (``fn`` must be importable by name); its result or its
-        exception, or ResourceLimitExceeded if the child ran out of memory or time."""
+        exception, or ResourceLimitExceeded if the child ran out of memory or time (``seconds``,
+        default: the limits')."""
+        deadline = seconds or self.limits.seconds
         with self._lock:
             conn = self._connection()
             conn.send((fn, args))
-            if not conn.poll(self.limits.seconds):
+            if not conn.poll(deadline):
                 self._kill()
-                raise ResourceLimitExceeded(
-                    "time", f"{what} took longer than {self.limits.seconds:g}s"
-                )
+                raise ResourceLimitExceeded("time", f"{what} took longer than {deadline:g}s")
             try:
                 status, payload = conn.recv()
             except (EOFError, OSError):

@@ -142,10 +142,29 @@ class OpenAITranscriber:
         return utterances
 
 
+_in_this_process: dict[str, Transcriber] = {}
+
+
+def transcribe_in_child(settings: Settings, pcm: Path, offset_s: float) -> list[Utterance]:
+    """For the parser's child process: one transcriber per process, kept between windows (the
+    speech model loads once), under the child's memory and time limits."""
+    key = settings.model_dump_json(include={"transcriber", "openai_transcription_model"})
+    if key not in _in_this_process:
+        _in_this_process[key] = make_transcriber(settings)
+    return _in_this_process[key].transcribe(pcm, offset_s)
+
+
 def make_transcriber(settings: Settings) -> Transcriber:
     if settings.transcriber == "openai":
         return OpenAITranscriber(settings)
     return LocalSphinx()
 
 
-__all__ = ["LocalSphinx", "OpenAITranscriber", "Transcriber", "Word", "make_transcriber"]
+__all__ = [
+    "LocalSphinx",
+    "OpenAITranscriber",
+    "Transcriber",
+    "Word",
+    "make_transcriber",
+    "transcribe_in_child",
+]
