@@ -83,6 +83,12 @@ EMBEDDER_REFUSED = Gauge(
     "docstreams_embedder_refused",
     "1 while the provider refuses for quota or credentials (the embed stage is paused).",
 )
+PROVIDER_REFUSED = Gauge(
+    "docstreams_provider_refused",
+    "1 while a stage is paused because its provider (embeddings, transcription) refuses for "
+    "quota or credentials; set by the runner, wherever the refusal was raised.",
+    ["stage"],
+)
 DEAD_LETTERS = Counter(
     "docstreams_dead_letters_total", "Records dead-lettered, by error class.", ["stage", "error"]
 )

@@ -38,7 +38,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from pydantic import ValidationError
 
 from streams import metrics
-from streams.errors import DownstreamUnavailable, FatalRunnerError, PoisonInput
+from streams.errors import DownstreamUnavailable, FatalRunnerError, PoisonInput, ProviderRefused
 from streams.health import Health
 from streams.kafka_clients import base_config, producer_config
 from streams.messages import DeadLetter, DocumentFailed, InvalidWireMessage
@@ -194,7 +194,10 @@ class Runner(Generic[In]):
         except DownstreamUnavailable as exc:
             self._rewind(batch, f"downstream unavailable: {exc}")
             self._pause(exc.retry_after_s, str(exc))
+            if isinstance(exc, ProviderRefused):  # wherever it was raised (the parser child too)
+                metrics.PROVIDER_REFUSED.labels(self.stage.name).set(1)
             return
+        metrics.PROVIDER_REFUSED.labels(self.stage.name).set(0)
         self._kafka_call(self.producer.begin_transaction)
         produced: Counter[tuple[str, str]] = Counter()
         try:

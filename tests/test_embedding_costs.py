@@ -143,12 +143,16 @@ def test_an_exhausted_quota_pauses_without_a_retry_storm_and_resumes_once_cleare
     assert all(b.at - a.at >= PROBE_S * 0.9 for a, b in itertools.pairwise(refused))
     ready = httpx.get(f"{paid.embed_url}/readyz")
     assert ready.status_code == 503 and "insufficient_quota" in ready.json()["paused_because"]
-    assert "docstreams_embedder_refused 1.0" in httpx.get(f"{paid.embed_url}/metrics").text
+    page = httpx.get(f"{paid.embed_url}/metrics").text
+    assert "docstreams_embedder_refused 1.0" in page
+    assert 'docstreams_provider_refused{stage="embed"} 1.0' in page
 
     api.quota_exhausted = False
     progress = follow(settings, TENANT, "quota", request.submitted_at, timeout_s=120)
     assert progress.completed is not None, progress.failure
-    assert "docstreams_embedder_refused 0.0" in httpx.get(f"{paid.embed_url}/metrics").text
+    cleared = httpx.get(f"{paid.embed_url}/metrics").text
+    assert "docstreams_embedder_refused 0.0" in cleared
+    assert 'docstreams_provider_refused{stage="embed"} 0.0' in cleared
     wait_for(lambda: httpx.get(f"{paid.embed_url}/readyz").status_code == 200, 30)
 
 
