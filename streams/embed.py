@@ -13,17 +13,17 @@ its message still lacks, which keeps a bad input's failure to that one message.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from streams import metrics
 from streams.adapters.embedders import Embedder, make_embedder
 from streams.adapters.embedding_cache import EmbeddingCache, WeaviateEmbeddingCache, cache_key
-from streams.errors import DownstreamUnavailable, PoisonInput
+from streams.errors import PoisonInput
 from streams.messages import (
     ChunkBatch,
     EmbeddedChunk,
@@ -35,9 +35,8 @@ from streams.messages import (
 from streams.runner import Stage
 from streams.settings import Settings
 
-log = logging.getLogger(__name__)
-
 Key = tuple[str, uuid.UUID]  # (cache scope, content hash)
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -60,13 +59,9 @@ class Embed:
         self._vectors.clear()
         self._charged.clear()
         self._in_batch = True
-        usable = [b for b in batches if not self._too_long(b)]
-        try:
-            self._fill(usable)
-        except DownstreamUnavailable:
-            raise
-        except Exception as exc:  # an input the provider refuses: found again per message
-            log.warning("embed: batch-wide embedding failed (%s); going message by message", exc)
+        # If this fails (an input the provider refuses), the runner logs it and ``__call__``
+        # embeds what each message still lacks, so the refusal stays that message's.
+        self._fill([b for b in batches if not self._too_long(b)])
 
     def __call__(self, batch: ChunkBatch) -> list[Message]:
         if too_long := self._too_long(batch):
@@ -145,11 +140,8 @@ class Embed:
     def _look_up(self, keys: list[Key]) -> None:
         if self.cache is None:
             return
-        by_scope: dict[str, list[uuid.UUID]] = {}
-        for scope, digest in keys:
-            by_scope.setdefault(scope, []).append(digest)
-        for scope, digests in by_scope.items():
-            found = self.cache.get(scope, digests)
+        for scope, digests in _by_scope(dict.fromkeys(keys)).items():
+            found = self.cache.get(scope, list(digests))
             for digest, vector in found.items():
                 self._vectors[(scope, digest)] = _Vector(vector, paid=False)
             metrics.EMBED_CACHE_LOOKUPS.labels("hit").inc(len(found))
@@ -158,11 +150,16 @@ class Embed:
     def _store(self, fresh: dict[Key, np.ndarray]) -> None:
         if self.cache is None:
             return
-        by_scope: dict[str, dict[uuid.UUID, np.ndarray]] = {}
-        for (scope, digest), vector in fresh.items():
-            by_scope.setdefault(scope, {})[digest] = vector
-        for scope, vectors in by_scope.items():
+        for scope, vectors in _by_scope(fresh).items():
             self.cache.put(scope, vectors)
+
+
+def _by_scope(entries: dict[Key, V]) -> dict[str, dict[uuid.UUID, V]]:
+    """Entries keyed (scope, digest), grouped by scope: the cache is asked one scope at a time."""
+    grouped: dict[str, dict[uuid.UUID, V]] = {}
+    for (scope, digest), value in entries.items():
+        grouped.setdefault(scope, {})[digest] = value
+    return grouped
 
 
 def make_stage(settings: Settings) -> Stage[ChunkBatch]:

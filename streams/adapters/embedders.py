@@ -237,6 +237,8 @@ class OpenAIEmbedder:
             self.limiter.observe(exc.response.headers)
             outcome = classify_provider_error(exc, self.probe_interval_s, "embedding provider")
             metrics.EMBED_REQUESTS.labels(outcome.kind).inc()
+            if outcome.kind == "refused":
+                metrics.EMBEDDER_REFUSED.set(1)
             raise outcome.error from None
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:
             metrics.EMBED_REQUESTS.labels("unreachable").inc()

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams import metrics
 from streams.errors import PoisonInput, ProviderRefused, TransientError
 
 log = logging.getLogger(__name__)
@@ -167,7 +166,6 @@ def classify_provider_error(exc: Any, probe_interval_s: float, provider: str) ->
     if (status == 429 and code == "insufficient_quota") or status in (401, 403, 404):
         # Retrying cannot help: pause until a probe (or an operator) finds it fixed.
         reason = code or {401: "authentication", 403: "permission", 404: "not_found"}[status]
-        metrics.EMBEDDER_REFUSED.set(1)
         message = f"{provider} refuses ({reason}): {exc.message}"
         log.error("%s; probing again in %.0fs", message, probe_interval_s)
         return ProviderOutcome("refused", ProviderRefused(message, reason, probe_interval_s))

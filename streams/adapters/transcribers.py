@@ -20,7 +20,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from streams import metrics
 from streams.adapters.media import SAMPLE_RATE
 from streams.adapters.pacing import RetryIn, classify_provider_error
 from streams.errors import DownstreamUnavailable
@@ -124,7 +123,6 @@ class OpenAITranscriber:
             raise outcome.error from None
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:
             raise DownstreamUnavailable(f"transcription provider unreachable: {exc}", 5.0) from None
-        metrics.EMBEDDER_REFUSED.set(0)
         words = [
             Word(w.word.strip(), offset_s + w.start, offset_s + w.end)
             for w in (getattr(result, "words", None) or [])
