@@ -44,23 +44,35 @@ def run_stage(name: str, settings: Settings) -> None:
     runner.run()
 
 
-def run_all(settings: Settings, names: list[str]) -> int:
+def run_all(settings: Settings, names: list[str], replicas: dict[str, int] | None = None) -> int:
     """Every stage as its own process (as in production); a crashed one is restarted.
 
+    ``replicas`` runs more than one process of a stage (``extract-2``, ...), as a Deployment's
+    replicas would: they share its consumer group and split its partitions.
     Each child gets a stable instance id, so a restarted child fences its predecessor's open
     transaction at once instead of stalling downstream consumers until it times out.
     """
+    processes = [
+        (name if n == 1 else f"{name}-{n}", name)
+        for name in names
+        for n in range(1, (replicas or {}).get(name, 1) + 1)
+    ]
+    app_of = dict(processes)
     children: dict[str, subprocess.Popen[bytes]] = {}
     started: dict[str, float] = {}
-    quick_exits: dict[str, int] = dict.fromkeys(names, 0)
+    quick_exits: dict[str, int] = dict.fromkeys(app_of, 0)
     stopping = False
     failed = False
 
     def spawn(name: str) -> None:
-        env = {**os.environ, "DOCSTREAMS_INSTANCE_ID": settings.instance_id or "local"}
+        instance = settings.instance_id or "local"
+        replica = name.removeprefix(app_of[name])  # "" or "-2", ...
+        env = {**os.environ, "DOCSTREAMS_INSTANCE_ID": f"{instance}{replica}"}
         if settings.metrics_port:
-            env["DOCSTREAMS_METRICS_PORT"] = str(settings.metrics_port + names.index(name))
-        children[name] = subprocess.Popen([sys.executable, "-m", "streams", "run", name], env=env)
+            port = settings.metrics_port + list(app_of).index(name)
+            env["DOCSTREAMS_METRICS_PORT"] = str(port)
+        argv = [sys.executable, "-m", "streams", "run", app_of[name]]
+        children[name] = subprocess.Popen(argv, env=env)
         started[name] = time.monotonic()
 
     def stop(*_: object) -> None:
@@ -69,7 +81,7 @@ def run_all(settings: Settings, names: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for name in names:
+    for name in app_of:
         spawn(name)
     while not stopping:
         time.sleep(0.5)

@@ -181,6 +181,10 @@ def topics_list() -> None:
 @clear_errors
 def run_command(
     stage: Annotated[str, typer.Argument(help="download|extract|chunk|embed|index|tracker|all")],
+    replicas: Annotated[
+        list[str] | None,
+        typer.Option(help="With `all`: processes of a stage, as STAGE=N (e.g. extract=2)."),
+    ] = None,
 ) -> None:
     """Run one app in this process, or every app as its own process (`all`)."""
     from streams.apps import APPS, STAGES, run_all, run_stage
@@ -188,13 +192,26 @@ def run_command(
 
     settings = Settings()
     if stage == "all":
-        raise typer.Exit(run_all(settings, list(APPS)))
+        raise typer.Exit(run_all(settings, list(APPS), _replicas(replicas or [])))
     if stage == "tracker":
         run_tracker(settings)
         return
     if stage not in STAGES:
         raise DocstreamsError(f"unknown app {stage!r}: one of {', '.join(APPS)} or all")
     run_stage(stage, settings)
+
+
+def _replicas(options: list[str]) -> dict[str, int]:
+    from streams.apps import STAGES
+
+    counts = {}
+    for option in options:
+        name, _, count = option.partition("=")
+        if name not in STAGES or not count.isdigit() or int(count) < 1:
+            raise DocstreamsError(f"--replicas {option!r}: expected STAGE=N with a stage name "
+                                  f"({', '.join(STAGES)}) and N >= 1")  # fmt: skip
+        counts[name] = int(count)
+    return counts
 
 
 @app.command("submit")

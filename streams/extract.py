@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +31,10 @@ class Extract:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.pdf_pages = extractors.PDF_BACKENDS[settings.pdf_backend]
+        # (path, first, last) -> pages, run in the parser child: importable by name.
+        self.pdf_pages: Callable[[Path, int, int], list[Page]] = functools.partial(
+            extractors.pdf_window, settings.pdf_backend, keep_mb=settings.pdf_reader_keep_mb
+        )
         # Parsers run in a child process under memory and time limits (a hostile file kills
         # only the child); plain text is read here, in bounded byte windows.
         self.parser = parser or Sandbox.for_parsing(settings)

@@ -290,6 +290,13 @@ class Settings(BaseSettings):
     pdf_backend: Literal["pypdfium2", "pypdf"] = Field(
         default="pypdfium2", description="PDF text extractor."
     )
+    pdf_reader_keep_mb: int = Field(
+        default=96,
+        ge=0,
+        description="The parser child keeps a PDF open for its next window while the open PDF "
+        "holds less memory than this (reopening a 1 GB PDF for every window halves throughput); "
+        "then it is closed and the heap given back. 0: reopen for every window.",
+    )
     chunk_max_tokens: int = Field(
         default=200, ge=16, description="Chunk size in tokens of the embedding model."
     )

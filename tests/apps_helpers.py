@@ -24,14 +24,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def running_apps(settings: Settings, output: Path | None = None) -> Iterator[psutil.Process]:
+def running_apps(
+    settings: Settings, output: Path | None = None, replicas: dict[str, int] | None = None
+) -> Iterator[psutil.Process]:
     """Create the topics, start `run all`; yields the supervisor; SIGTERM and wait at the end.
-    With ``output``, every app's stdout and stderr go to that file."""
+    With ``output``, every app's stdout and stderr go to that file; ``replicas``: processes per
+    stage (`--replicas extract=2`)."""
     create_topics(admin_client(settings), settings)
     env = {**os.environ, **as_environment(settings)}
     sink = output.open("ab") if output else None
     child = subprocess.Popen(
-        [sys.executable, "-m", "streams", "run", "all"], env=env, cwd=ROOT,
+        [sys.executable, "-m", "streams", "run", "all",
+         *(f"--replicas={name}={n}" for name, n in (replicas or {}).items())], env=env, cwd=ROOT,
         stdout=sink, stderr=subprocess.STDOUT if sink else None,
     )  # fmt: skip
     try:

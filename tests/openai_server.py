@@ -28,11 +28,11 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-import bpe_openai
 import numpy as np
 import orjson
 
 from streams.adapters.embedders import LocalMiniLM
+from streams.adapters.openai_tokens import openai_encoding
 from streams.adapters.transcribers import LocalSphinx
 from tests.http_server import run_server
 
@@ -76,10 +76,10 @@ class EmbeddingsApi:
 
     @cached_property
     def encoding(self) -> Any:
-        return bpe_openai.get_encoding("cl100k_base")
+        return openai_encoding("text-embedding-3-small")
 
     def count_tokens(self, text: str) -> int:
-        return len(self.encoding.encode(text))
+        return len(self.encoding.encode_ordinary(text))
 
     def vectors(self, texts: list[str], dimensions: int | None) -> np.ndarray:
         if not self.fast:

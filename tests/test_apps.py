@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from streams.apps import APPS
 from streams.cli import app
 from streams.settings import Settings, as_environment
+from tests.apps_helpers import isolated, running_apps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,3 +36,25 @@ def test_an_unknown_app_is_a_clear_error() -> None:
     result = CliRunner().invoke(app, ["run", "transmogrify"])
     assert result.exit_code == 1
     assert "unknown app 'transmogrify'" in result.stderr
+
+
+@pytest.mark.stack
+def test_replicas_of_a_stage_run_as_processes_of_their_own_with_their_own_instance_ids(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    settings = isolated(stack_settings, tmp_path_factory, "replicas")
+    with running_apps(settings, replicas={"extract": 3}) as supervisor:
+        deadline = time.monotonic() + 60
+        while len(supervisor.children()) < 8 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        extracts = [p for p in supervisor.children() if p.cmdline()[-1:] == ["extract"]]
+        instances = sorted(p.environ()["DOCSTREAMS_INSTANCE_ID"] for p in extracts)
+        others = [p.cmdline()[-1] for p in supervisor.children() if p not in extracts]
+    assert instances == ["local", "local-2", "local-3"]  # distinct transactional ids
+    assert sorted(others) == sorted(a for a in APPS if a != "extract")
+
+
+def test_a_malformed_replicas_option_is_a_clear_error() -> None:
+    result = CliRunner().invoke(app, ["run", "all", "--replicas", "extract=zero"])
+    assert result.exit_code == 1
+    assert "expected STAGE=N" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import docx
@@ -184,7 +185,7 @@ def test_embed_returns_normalised_vectors_that_rank_the_right_chunk_first() -> N
 
 
 def test_the_bundled_sample_has_its_sentence_on_its_page() -> None:
-    (page,) = extractors.PDF_BACKENDS["pypdfium2"](SAMPLE, SAMPLE_PAGE, SAMPLE_PAGE)
+    (page,) = extractors.pdf_window("pypdfium2", SAMPLE, SAMPLE_PAGE, SAMPLE_PAGE)
     assert SAMPLE_SENTENCE in " ".join(page.text.split())
 
 
@@ -208,3 +209,40 @@ def test_a_window_whose_every_page_fails_is_refused_not_indexed_empty(tmp_path: 
     extract.pdf_pages = first_page_fails
     batch = extract(tasks[0])[0]
     assert isinstance(batch, PageBatch) and batch.pages[0].error  # one bad page is recorded
+
+
+@pytest.fixture
+def no_open_pdf() -> Iterator[None]:
+    extractors.close_open_pdf()
+    yield
+    extractors.close_open_pdf()
+
+
+@pytest.mark.parametrize("backend", ["pypdfium2", "pypdf"])
+def test_a_pdf_stays_open_for_the_next_window_while_memory_is_under_the_bound(
+    tmp_path: Path, backend: str, no_open_pdf: None
+) -> None:
+    path = write_pdf(tmp_path / "book.pdf", numbered_pages(6))
+    first = extractors.pdf_window(backend, path, 1, 3, keep_mb=100_000)
+    kept = extractors._open_pdf
+    second = extractors.pdf_window(backend, path, 4, 6, keep_mb=100_000)
+    still = extractors._open_pdf
+    assert kept is not None and still is kept  # not reopened
+    reopened = [*extractors.pdf_window(backend, path, 1, 3, keep_mb=0),
+                *extractors.pdf_window(backend, path, 4, 6, keep_mb=0)]  # fmt: skip
+    closed = extractors._open_pdf
+    assert closed is None  # over the bound: closed after each window
+    assert [p.text for p in [*first, *second]] == [p.text for p in reopened]
+    assert "page 5" in second[1].text.lower()
+
+
+def test_another_file_or_a_replaced_one_is_opened_afresh(tmp_path: Path, no_open_pdf: None) -> None:
+    book = write_pdf(tmp_path / "book.pdf", numbered_pages(3, "harbour"))
+    other = write_pdf(tmp_path / "other.pdf", numbered_pages(3, "lighthouse"))
+    extractors.pdf_window("pypdfium2", book, 1, 1, keep_mb=100_000)
+    (page,) = extractors.pdf_window("pypdfium2", other, 1, 1, keep_mb=100_000)
+    assert "lighthouse" in page.text
+    replacement = write_pdf(tmp_path / "new.pdf", numbered_pages(3, "orchard"))
+    replacement.replace(other)  # same path, another file
+    (page,) = extractors.pdf_window("pypdfium2", other, 1, 1, keep_mb=100_000)
+    assert "orchard" in page.text

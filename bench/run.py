@@ -1,0 +1,471 @@
+"""Performance: a 1 GB PDF end to end, next to the PDF library's own speed; small-document
+latency; per-stage memory.
+
+- large: a PDF of >= 1 GiB and >= 20,000 pages, merged by qpdf from Debian's documentation
+  PDFs (TeX Live's PSTricks manuals, heavy with vector graphics, and R's manuals), cached in
+  ~/.cache/docstreams/bench. It is ingested through every app (`run all`, each its own process)
+  on a private local stack, the embed stage paying the local OpenAI-compatible test server in
+  its fast mode (hash vectors), so that the pipeline's own overhead is what is measured.
+- raw: the same file's text extracted in one process with no pipeline, per backend: the whole
+  file through one open document (the library's limit), and for pypdfium2 also in the
+  pipeline's 25-page windows with the extract stage's bounded reader (PDF_READER_KEEP_MB).
+  pypdf is ~10x slower: it gets --pypdf-seconds.
+- local embedder: a 300-page document through every app with EMBEDDER=local; chunks/s.
+- small: 20 different 10-page PDFs submitted one after another (local embedder); latency from
+  submit to DocumentCompleted (indexed: searchable), p50/p95.
+- memory: each process's RSS sampled from /proc every 0.5 s: the five stages, the tracker,
+  the stages' parser children, the Kafka broker and Weaviate.
+
+    .venv/bin/python bench/run.py [--extract-replicas N] [--skip-raw] [--skip-small]
+
+Prints one JSON line last; appends a dated row to docs/benchmarks.md and draws
+docs/bench/large-<replicas>x.png (RSS over time per process, pages indexed per second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import itertools
+import logging
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import orjson
+import psutil
+
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path.home() / ".cache" / "docstreams" / "bench"
+LARGE_MIN_PAGES = 20_000
+LARGE_MIN_BYTES = 2**30
+# Debian packages whose PDFs make the corpus (installed with apt-get when missing), and qpdf.
+APT_PACKAGES = ["texlive-pstricks-doc", "r-doc-pdf", "qpdf"]
+SOURCE_DIRS = [Path("/usr/share/doc/texlive-doc"), Path("/usr/share/R/doc/manual")]
+FULLREFMAN = Path("/usr/share/R/doc/manual/fullrefman.pdf")
+TENANT = "bench"
+WINDOW_PAGES = 25
+
+
+# --- corpus --------------------------------------------------------------------------------
+def ensure_packages() -> None:
+    missing = [p for p in APT_PACKAGES if not _installed(p)]
+    if not missing:
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                    *missing], check=True, env=env)  # fmt: skip
+
+
+def _installed(package: str) -> bool:
+    found = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],
+                           capture_output=True, text=True)  # fmt: skip
+    return "install ok installed" in found.stdout
+
+
+def _page_count(path: Path) -> int:
+    from streams.adapters.extractors import pdf_page_count
+
+    return pdf_page_count(path)
+
+
+def large_pdf() -> Path:
+    """The merged PDF (built once, ~70 s): every source PDF in turn, round after round, each
+    round through its own file names so that qpdf copies the pages instead of sharing them."""
+    target = CACHE / "large.pdf"
+    if target.exists():
+        return target
+    sources = []
+    for folder in SOURCE_DIRS:
+        for path in sorted(folder.rglob("*.pdf")):
+            if path.name == "refman.pdf":  # the same file as fullrefman.pdf
+                continue
+            with contextlib.suppress(Exception):  # a few example files are not readable PDFs
+                sources.append((path, _page_count(path), path.stat().st_size))
+    links = CACHE / "large-parts"
+    shutil.rmtree(links, ignore_errors=True)
+    links.mkdir(parents=True)
+    parts, pages, size, round_ = [], 0, 0, 0
+    while pages < LARGE_MIN_PAGES or size < LARGE_MIN_BYTES:
+        for i, (path, count, length) in enumerate(sources):
+            link = links / f"r{round_}-{i}.pdf"
+            link.symlink_to(path)
+            parts.append(str(link))
+            pages, size = pages + count, size + length
+            if pages >= LARGE_MIN_PAGES and size >= LARGE_MIN_BYTES:
+                break
+        round_ += 1
+    partial = target.with_suffix(".partial")
+    subprocess.run(["qpdf", "--no-warn", "--warning-exit-0", "--keep-files-open=n", "--empty",
+                    "--pages", *parts, "--", str(partial)], check=True)  # fmt: skip
+    partial.rename(target)
+    shutil.rmtree(links)
+    return target
+
+
+def page_slice(source: Path, first: int, last: int, name: str) -> Path:
+    target = CACHE / name
+    if not target.exists():
+        subprocess.run(["qpdf", "--no-warn", "--warning-exit-0", "--empty", "--pages",
+                        str(source), f"{first}-{last}", "--", str(target)], check=True)  # fmt: skip
+    return target
+
+
+# --- raw extraction (each in a process of its own, for its own peak RSS) --------------------
+def raw(backend: str, mode: str, path: Path, seconds: float) -> dict[str, Any]:
+    """Run in a child: ``python bench/run.py --raw BACKEND MODE PATH SECONDS``."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--raw", backend, mode, str(path), str(seconds)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    result: dict[str, Any] = orjson.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _raw_child(backend: str, mode: str, path: Path, seconds: float) -> dict[str, Any]:
+    from streams.adapters import extractors
+
+    kind = extractors.PDF_BACKENDS[backend]
+    total = _page_count(path)
+    keep = Settings().pdf_reader_keep_mb
+    began = time.monotonic()
+    pages = chars = 0
+    if mode == "whole":  # one open document, every page: the library's own limit
+        document = kind.open(path)
+        for first in range(1, total + 1, WINDOW_PAGES):
+            last = min(first + WINDOW_PAGES - 1, total)
+            window = kind.pages(document, first, last)
+            pages, chars = pages + len(window), chars + sum(len(p.text) for p in window)
+            if time.monotonic() - began > seconds:
+                break
+        kind.close(document)
+    else:  # the extract stage's way: 25-page windows, the reader kept under PDF_READER_KEEP_MB
+        for first in range(1, total + 1, WINDOW_PAGES):
+            last = min(first + WINDOW_PAGES - 1, total)
+            window = extractors.pdf_window(backend, path, first, last, keep)
+            pages, chars = pages + len(window), chars + sum(len(p.text) for p in window)
+            if time.monotonic() - began > seconds:
+                break
+    elapsed = time.monotonic() - began
+    return {"backend": backend, "mode": mode, "pages": pages, "of_pages": total,
+            "seconds": round(elapsed, 1), "pages_per_s": round(pages / elapsed, 1),
+            "chars": chars,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            **({"keep_mb": keep} if mode == "windows" else {})}  # fmt: skip
+
+
+# --- memory sampling -------------------------------------------------------------------------
+SERIES = ["download", "extract", "chunk", "embed", "index", "tracker", "kafka", "weaviate"]
+
+
+@dataclass
+class Memory:
+    """RSS of every app process, its parser children, Kafka and Weaviate, every 0.5 s."""
+
+    supervisor: psutil.Process
+    servers: dict[str, psutil.Process]
+    began: float = field(default_factory=time.monotonic)
+    peaks: dict[str, float] = field(default_factory=dict)  # process name -> MB
+    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def sample(self) -> None:
+        now = time.monotonic() - self.began
+        seen: dict[str, float] = {}
+        for proc in [*self.supervisor.children(recursive=True), *self.servers.values()]:
+            with contextlib.suppress(psutil.Error):  # it may have just exited
+                name = self._name(proc)
+                rss = proc.memory_info().rss / 2**20
+                seen[name] = max(seen.get(name, 0.0), rss)  # replicas: the largest
+        for name, rss in seen.items():
+            self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
+            self.series.setdefault(name, []).append((now, rss))
+
+    def _name(self, proc: psutil.Process) -> str:
+        for name, server in self.servers.items():
+            if proc.pid == server.pid:
+                return name
+        cmd = proc.cmdline()
+        parent = proc.parent()
+        if "--multiprocessing-fork" in cmd and parent is not None:
+            return f"{parent.cmdline()[-1]}-parser"
+        return cmd[-1]
+
+    def run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.sample()
+
+    @contextlib.contextmanager
+    def sampling(self) -> Iterator[Memory]:
+        thread = threading.Thread(target=self.run, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
+
+
+# --- pipeline runs ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def apps(settings: Settings, log: Path, replicas: int = 1) -> Iterator[psutil.Process]:
+    from tests.apps_helpers import running_apps
+
+    with running_apps(settings, log, replicas={"extract": replicas}) as supervisor:
+        _wait_for_groups(supervisor, replicas)
+        yield supervisor
+
+
+def _wait_for_groups(supervisor: psutil.Process, replicas: int, timeout_s: float = 60) -> None:
+    """Every app process started and done importing (their first RSS plateau), so the timed
+    run measures processing, not start-up."""
+    expected = 6 + replicas - 1
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(supervisor.children()) >= expected:
+            break
+        time.sleep(0.5)
+    time.sleep(15)  # imports, Kafka group joins (each app logs "assigned" well within this)
+
+
+def ingest(settings: Settings, path: Path, document_id: str, timeout_s: float,
+           on_update: Any = None) -> tuple[float, Any]:  # fmt: skip
+    from streams.producer import submit
+    from streams.progress import follow
+
+    began = time.monotonic()
+    request = submit(settings, str(path), TENANT, document_id)
+    progress = follow(settings, TENANT, document_id, request.submitted_at, timeout_s,
+                      on_update or (lambda _: None))  # fmt: skip
+    seconds = time.monotonic() - began
+    if progress.completed is None:
+        raise RuntimeError(f"{document_id} did not complete: {progress.failure}")
+    return seconds, progress
+
+
+def large_run(stack_settings: Settings, workdir: Path, path: Path, replicas: int,
+              servers: dict[str, psutil.Process]) -> dict[str, Any]:  # fmt: skip
+    from tests.openai_server import EmbeddingsApi, serving
+
+    api = EmbeddingsApi(fast=True)
+    with serving(api) as url:
+        settings = stack_settings.model_copy(
+            update={
+                "topic_prefix": "large.",
+                "weaviate_collection": "BenchLarge",
+                "embedder": "openai",
+                "openai_base_url": url,
+                "openai_api_key": "sk-bench",
+                "openai_dimensions": 384,
+            }
+        )
+        with apps(settings, workdir / "large-apps.log", replicas) as supervisor:
+            memory = Memory(supervisor, servers)
+            indexed: list[tuple[float, int]] = []
+
+            def on_update(progress: Any) -> None:
+                windows = len(progress.indexed)
+                if not indexed or indexed[-1][1] != windows:
+                    indexed.append((time.monotonic() - memory.began, windows))
+
+            with memory.sampling():
+                memory.began = time.monotonic()
+                seconds, progress = ingest(settings, path, "large", 3 * 3600, on_update)
+    inputs = sum(len(r) for r in api.requests)
+    return {"seconds": seconds, "progress": progress, "memory": memory, "indexed": indexed,
+            "chunks": progress.completed.chunks, "embedding_inputs": inputs,
+            "embedding_requests": len(api.requests)}  # fmt: skip
+
+
+def local_runs(stack_settings: Settings, workdir: Path, servers: dict[str, psutil.Process],
+               skip_small: bool) -> dict[str, Any]:  # fmt: skip
+    settings = stack_settings.model_copy(
+        update={"topic_prefix": "local.", "weaviate_collection": "BenchLocal", "embedder": "local"}
+    )
+    medium = page_slice(FULLREFMAN, 1001, 1300, "refman-1001-1300.pdf")
+    smalls = [page_slice(FULLREFMAN, 10 * i + 1, 10 * i + 10, f"refman-small-{i}.pdf")
+              for i in range(20)]  # fmt: skip
+    result: dict[str, Any] = {}
+    with apps(settings, workdir / "local-apps.log") as supervisor:
+        memory = Memory(supervisor, servers)
+        with memory.sampling():
+            seconds, progress = ingest(settings, medium, "medium", 3600)
+            chunks = progress.completed.chunks
+            result["embed"] = {"pages": 300, "chunks": chunks, "seconds": round(seconds, 1),
+                               "chunks_per_s": round(chunks / seconds, 1)}  # fmt: skip
+            if not skip_small:
+                latencies = []
+                for i, small in enumerate(smalls):
+                    seconds, _ = ingest(settings, small, f"small-{i}", 300)
+                    latencies.append(seconds)
+                result["small"] = {
+                    "documents": len(latencies), "pages_each": 10,
+                    "p50_s": round(statistics.median(latencies), 2),
+                    "p95_s": round(statistics.quantiles(latencies, n=20)[-1], 2),
+                    "max_s": round(max(latencies), 2),
+                }  # fmt: skip
+        result["peak_rss_mb"] = {k: round(v, 1) for k, v in sorted(memory.peaks.items())}
+    return result
+
+
+# --- report ----------------------------------------------------------------------------------
+def chart(large: dict[str, Any], target: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    memory: Memory = large["memory"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
+    for name, points in sorted(memory.series.items()):
+        top.plot([t for t, _ in points], [mb for _, mb in points], label=name, linewidth=1)
+    top.axhline(150, color="grey", linestyle=":", linewidth=1)
+    top.set_ylabel("RSS (MB)")
+    top.legend(fontsize=7, ncol=4)
+    top.set_title(title, fontsize=10)
+    indexed = large["indexed"]
+    rates = []
+    for (t0, w0), (t1, w1) in itertools.pairwise(indexed):
+        if t1 > t0:
+            rates.append(((t0 + t1) / 2, (w1 - w0) * WINDOW_PAGES / (t1 - t0)))
+    smoothed = [(t, statistics.fmean(r for _, r in rates[max(0, i - 10) : i + 1]))
+                for i, (t, _) in enumerate(rates)]  # fmt: skip
+    bottom.plot([t for t, _ in smoothed], [r for _, r in smoothed], color="tab:green")
+    bottom.set_ylabel("pages indexed / s (moving mean)")
+    bottom.set_xlabel("seconds since submit")
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=90)
+
+
+def append_row(result: dict[str, Any], replicas: int, markdown: Path) -> None:
+    large, small = result["large"], result.get("small", {})
+    rss = large["peak_rss_mb"]
+    row = (
+        f"| {dt.date.today().isoformat()} | {replicas} | {large['pages']:,} / "
+        f"{large['bytes'] / 2**30:.2f} GiB | {large['seconds']} | {large['pages_per_s']} | "
+        f"{large['raw_pages_per_s']['pypdfium2']} / {large['raw_pages_per_s']['pypdf']} | "
+        f"{large['ratio_to_raw']} | {large['chunks_per_s']} | "
+        f"{large['embedding_inputs_per_s']} | "
+        + " / ".join(f"{rss.get(n, '-')}" for n in SERIES)
+        + f" | {large['parser_child_peak_rss_mb'].get('extract', '-')} | "
+        f"{result.get('embed_chunks_per_s', '-')} | "
+        f"{small.get('p50_s', '-')} / {small.get('p95_s', '-')} |"
+    )
+    text = markdown.read_text()
+    anchor = "<!-- bench/run.py rows -->"
+    if anchor not in text:
+        raise RuntimeError(f"{markdown} has no {anchor} line to append under")
+    markdown.write_text(text.replace(anchor, f"{row}\n{anchor}", 1))
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--raw":
+        backend, mode, file, seconds = sys.argv[2:6]
+        print(orjson.dumps(_raw_child(backend, mode, Path(file), float(seconds))).decode())
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--extract-replicas", type=int, default=1)
+    parser.add_argument("--pypdf-seconds", type=float, default=120.0)
+    parser.add_argument("--skip-raw", action="store_true", help="reuse no raw numbers: 0s")
+    parser.add_argument("--skip-local", action="store_true", help="no local-embedder runs")
+    parser.add_argument("--skip-small", action="store_true")
+    parser.add_argument("--no-record", action="store_true", help="no docs row, no chart")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    from streams.stack import Stack
+    from streams.stack.ports import private_stack_settings
+
+    ensure_packages()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = large_pdf()
+    total_pages = _page_count(path)
+    raws: dict[str, Any] = {}
+    if not args.skip_raw:
+        raws["pypdfium2"] = raw("pypdfium2", "whole", path, 3600)
+        raws["pypdfium2_windows"] = raw("pypdfium2", "windows", path, 3600)
+        raws["pypdf"] = raw("pypdf", "whole", path, args.pypdf_seconds)
+        print(orjson.dumps({"raw": raws}).decode(), flush=True)
+    with tempfile.TemporaryDirectory(prefix="docstreams-bench-") as scratch:
+        workdir = Path(scratch)
+        stack_settings = private_stack_settings(
+            workdir / "stack", blob_dir=workdir / "blobs", allow_local_sources=True,
+            max_download_bytes=4 * 2**30,
+        )  # fmt: skip
+        stack = Stack(stack_settings)
+        stack.up()
+        try:
+            servers = {name: proc for name, proc in
+                       (("kafka", stack.kafka.process()), ("weaviate", stack.weaviate.process()))
+                       if proc is not None}  # fmt: skip
+            large = large_run(stack_settings, workdir, path, args.extract_replicas, servers)
+            local = (
+                {}
+                if args.skip_local
+                else local_runs(stack_settings, workdir, servers, args.skip_small)
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                shutil.copy(workdir / "large-apps.log", CACHE / "large-apps.log")
+            stack.down()
+    memory: Memory = large["memory"]
+    seconds = large["seconds"]
+    raw_rate = {k: raws.get(k, {}).get("pages_per_s", 0.0) for k in ("pypdfium2", "pypdf")}
+    default = Settings().pdf_backend
+    pages_per_s = round(total_pages / seconds, 1)
+    result: dict[str, Any] = {
+        "large": {
+            "pages": total_pages,
+            "bytes": path.stat().st_size,
+            "seconds": round(seconds, 1),
+            "pages_per_s": pages_per_s,
+            "raw_pages_per_s": raw_rate,
+            "raw_windows_pages_per_s": raws.get("pypdfium2_windows", {}).get("pages_per_s"),
+            "ratio_to_raw": round(pages_per_s / raw_rate[default], 2) if raws else None,
+            "chunks": large["chunks"],
+            "chunks_per_s": round(large["chunks"] / seconds, 1),
+            "embedding_inputs_per_s": round(large["embedding_inputs"] / seconds, 1),
+            "embedding_requests": large["embedding_requests"],
+            "extract_replicas": args.extract_replicas,
+            "peak_rss_mb": {n: round(memory.peaks[n], 1) for n in SERIES if n in memory.peaks},
+            "parser_child_peak_rss_mb": {
+                n.removesuffix("-parser"): round(v, 1)
+                for n, v in memory.peaks.items()
+                if n.endswith("-parser")
+            },
+        },
+        "raw": raws,
+        "small": local.get("small", {}),
+        "embed_chunks_per_s": local.get("embed", {}).get("chunks_per_s"),
+        "local": local,
+        "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
+    }
+    if not args.no_record:
+        chart(large, ROOT / "docs" / "bench" / f"large-{args.extract_replicas}x.png",
+              f"{total_pages:,} pages, {path.stat().st_size / 2**30:.2f} GiB, "
+              f"{args.extract_replicas} extract process(es): {seconds:.0f} s")  # fmt: skip
+        append_row(result, args.extract_replicas, ROOT / "docs" / "benchmarks.md")
+    print(orjson.dumps(result).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
