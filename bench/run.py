@@ -183,6 +183,7 @@ class Memory:
     servers: dict[str, psutil.Process]
     began: float = field(default_factory=time.monotonic)
     peaks: dict[str, float] = field(default_factory=dict)  # process name -> MB
+    cpu: dict[int, tuple[str, float]] = field(default_factory=dict)  # pid -> (name, CPU s)
     series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -194,9 +195,18 @@ class Memory:
                 name = self._name(proc)
                 rss = proc.memory_info().rss / 2**20
                 seen[name] = max(seen.get(name, 0.0), rss)  # replicas: the largest
+                times = proc.cpu_times()
+                self.cpu[proc.pid] = (name, times.user + times.system)
         for name, rss in seen.items():
             self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
             self.series.setdefault(name, []).append((now, rss))
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds of each kind of process (replicas summed) since it started."""
+        totals: dict[str, float] = {}
+        for name, seconds in self.cpu.values():
+            totals[name] = round(totals.get(name, 0.0) + seconds, 1)
+        return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
     def _name(self, proc: psutil.Process) -> str:
         for name, server in self.servers.items():
@@ -446,6 +456,7 @@ def main() -> int:
             "embedding_requests": large["embedding_requests"],
             "extract_replicas": args.extract_replicas,
             "peak_rss_mb": {n: round(memory.peaks[n], 1) for n in SERIES if n in memory.peaks},
+            "cpu_seconds": memory.cpu_seconds(),
             "parser_child_peak_rss_mb": {
                 n.removesuffix("-parser"): round(v, 1)
                 for n, v in memory.peaks.items()

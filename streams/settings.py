@@ -144,6 +144,19 @@ class Settings(BaseSettings):
     weaviate_grpc_port: Port = Field(
         default=DEFAULT_WEAVIATE_GRPC_PORT, description="Weaviate gRPC port (local stack too)."
     )
+    weaviate_hnsw_max_connections: int = Field(
+        default=16,
+        ge=4,
+        le=128,
+        description="HNSW links per node of the chunks collection (set when it is created).",
+    )
+    weaviate_hnsw_ef_construction: int = Field(
+        default=64,
+        ge=8,
+        le=1024,
+        description="HNSW build-time search width of the chunks collection (set when created); "
+        "higher: better recall, slower indexing.",
+    )
     weaviate_secure: bool = Field(
         default=False, description="Talk to Weaviate over TLS (HTTPS and gRPC with TLS)."
     )
