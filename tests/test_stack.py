@@ -219,3 +219,27 @@ def test_a_port_already_taken_is_refused_with_a_clear_message(tmp_path: Path) ->
         squatter.listen()
         with pytest.raises(StackError, match=rf"port {settings.kafka_port} is already in use"):
             Stack(settings).kafka.start()
+
+
+def test_the_chunks_collection_is_created_with_the_configured_hnsw_build_parameters(
+    settings: Settings,
+) -> None:
+    from streams.adapters.weaviate_store import ChunkIndex
+
+    configured = settings.model_copy(
+        update={
+            "weaviate_collection": f"Hnsw{uuid.uuid4().hex[:10]}",
+            "weaviate_hnsw_max_connections": 12,
+            "weaviate_hnsw_ef_construction": 48,
+        }
+    )
+    index = ChunkIndex(configured)
+    try:
+        index.ensure_collection()
+        config = index.client.collections.use(index.name).config.get()
+        (vectors,) = (config.vector_config or {}).values()
+        hnsw = vectors.vector_index_config
+        assert (hnsw.max_connections, hnsw.ef_construction) == (12, 48)  # type: ignore[union-attr]
+        index.client.collections.delete([index.name, index.registry_name])
+    finally:
+        index.close()

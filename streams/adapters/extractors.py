@@ -125,14 +125,16 @@ def _open_pypdf(path: Path) -> Any:
 
 
 def _pages_pypdf(reader: Any, first: int, last: int) -> list[Page]:
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PyPdfError
 
     pages = []
     for number in range(first, last + 1):
         try:
             text = reader.pages[number - 1].extract_text()
             pages.append(Page(number=number, text=_clean(text)))
-        except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        # PyPdfError includes LimitReachedError: a page over pypdf's own parsing caps (a
+        # vector map's content stream) is that page's error, not the window's.
+        except (PyPdfError, ValueError, KeyError, TypeError) as exc:
             pages.append(Page(number=number, text="", error=f"{type(exc).__name__}: {exc}"))
     return pages
 
