@@ -7,8 +7,8 @@ latency; per-stage memory.
   on a private local stack, the embed stage paying the local OpenAI-compatible test server in
   its fast mode (hash vectors), so that the pipeline's own overhead is what is measured.
 - raw: the same file's text extracted in one process with no pipeline, per backend: the whole
-  file through one open document (the library's limit), and for pypdfium2 also in the
-  pipeline's 25-page windows with the extract stage's bounded reader (PDF_READER_KEEP_MB).
+  file through one open document (the library's limit); with --raw-windows, pypdfium2 also in
+  the pipeline's 25-page windows with the extract stage's bounded reader (PDF_READER_KEEP_MB).
   pypdf is ~10x slower: it gets --pypdf-seconds.
 - local embedder: a 300-page document through every app with EMBEDDER=local; chunks/s.
 - small: 20 different 10-page PDFs submitted one after another (local embedder); latency from
