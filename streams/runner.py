@@ -155,17 +155,19 @@ class Runner(Generic[In]):
                     self._process(batch)
 
     def _next_records(self) -> list[Message]:
-        """Wait (up to a second) for one record; then take what else arrives within the gather
-        wait: a lone document is not held back, a busy topic still fills its batches."""
+        """Wait (up to a second) for one record; then take what else arrives within
+        BATCH_MAX_WAIT_S: a lone document is not held back. A stage with a longer gather wait
+        (embed: fuller requests) waits for more only when that short wait brought some: the
+        topic is busy, so more is on its way."""
         first = self.consumer.poll(1.0)
         if first is None:
             return []
-        wait = self.stage.gather_wait_s
-        more = self.consumer.consume(
-            self.settings.batch_max_messages - 1,
-            self.settings.batch_max_wait_s if wait is None else wait,
-        )
-        return [first, *more]
+        limit = self.settings.batch_max_messages - 1
+        records = [first, *self.consumer.consume(limit, self.settings.batch_max_wait_s)]
+        gather = self.stage.gather_wait_s
+        if gather is not None and len(records) > 1 and len(records) <= limit:
+            records += self.consumer.consume(limit + 1 - len(records), gather)
+        return records
 
     # --- one batch = one transaction --------------------------------------------------------
     def _process(self, batch: _Batch) -> None:

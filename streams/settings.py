@@ -358,7 +358,8 @@ class Settings(BaseSettings):
         default=0.5,
         ge=0,
         description="How long the embed stage waits for more chunk batches to fill its "
-        "requests after the first one arrives.",
+        "requests, when BATCH_MAX_WAIT_S after the first brought more (a busy topic); a lone "
+        "window is not held back.",
     )
     embed_onnx_arena: bool = Field(
         default=True,

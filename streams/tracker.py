@@ -25,9 +25,11 @@ import asyncio
 import functools
 import logging
 import ssl
+import tempfile
 from collections import Counter as Tally
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import faust
@@ -237,6 +239,9 @@ def build_app(settings: Settings) -> faust.App:
         f"{settings.topic_prefix}{TRACKER_APP}",
         broker=[f"docstreams://{s}" for s in servers],
         store="memory://",  # rebuilt from the compacted changelog on start
+        # faust still makes a data dir (default: ./<app id>-data in the working directory);
+        # with a memory store it stays empty, so a temp dir will do.
+        datadir=str(Path(tempfile.gettempdir()) / f"docstreams-{settings.topic_prefix}tracker"),
         topic_partitions=_PARTITIONS,
         topic_replication_factor=1,
         table_standby_replicas=0,

@@ -189,7 +189,8 @@ def pdf_window(backend: str, path: Path, first: int, last: int, keep_mb: int = 0
     try:
         return kind.pages(_open_pdf.document, first, last)
     finally:
-        if resident_mb() - _open_pdf.resident_before_mb >= keep_mb:
+        held = resident_mb() - _open_pdf.resident_before_mb
+        if not held < keep_mb:  # (NaN where /proc is missing: closed)
             close_open_pdf()
 
 
