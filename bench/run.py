@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import itertools
 import logging
 import os
 import resource
@@ -208,7 +207,8 @@ class Memory:
         """CPU seconds of each kind of process (replicas summed) since it started."""
         totals: dict[str, float] = {}
         for name, seconds in self.cpu.values():
-            totals[name] = round(totals.get(name, 0.0) + seconds, 1)
+            if name != "multiprocessing-resource-tracker":
+                totals[name] = round(totals.get(name, 0.0) + seconds, 1)
         return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
     def _name(self, proc: psutil.Process) -> str:
@@ -216,6 +216,8 @@ class Memory:
             if proc.pid == server.pid:
                 return name
         cmd = proc.cmdline()
+        if "resource_tracker" in " ".join(cmd):
+            return "multiprocessing-resource-tracker"
         parent = proc.parent()
         if "--multiprocessing-fork" in cmd and parent is not None:
             return f"{parent.cmdline()[-1]}-parser"
@@ -347,21 +349,24 @@ def chart(large: dict[str, Any], target: Path, title: str) -> None:
 
     memory: Memory = large["memory"]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
-    for name, points in sorted(memory.series.items()):
-        top.plot([t for t, _ in points], [mb for _, mb in points], label=name, linewidth=1)
+    colours = plt.get_cmap("tab20").colors
+    for i, (name, points) in enumerate(sorted(memory.series.items())):
+        top.plot([t for t, _ in points], [mb for _, mb in points], label=name, linewidth=1,
+                 color=colours[i % len(colours)])  # fmt: skip
     top.axhline(150, color="grey", linestyle=":", linewidth=1)
     top.set_ylabel("RSS (MB)")
     top.legend(fontsize=7, ncol=4)
     top.set_title(title, fontsize=10)
-    indexed = large["indexed"]
-    rates = []
-    for (t0, w0), (t1, w1) in itertools.pairwise(indexed):
-        if t1 > t0:
-            rates.append(((t0 + t1) / 2, (w1 - w0) * WINDOW_PAGES / (t1 - t0)))
-    smoothed = [(t, statistics.fmean(r for _, r in rates[max(0, i - 10) : i + 1]))
-                for i, (t, _) in enumerate(rates)]  # fmt: skip
+    # Pages indexed per 5-second bin (windows of WINDOW_PAGES pages).
+    indexed, step = large["indexed"], 5.0
+    bins = [0.0] * (int(max((t for t, _ in indexed), default=0) // step) + 1)
+    previous = 0
+    for t, windows in indexed:
+        bins[int(t // step)] += (windows - previous) * WINDOW_PAGES / step
+        previous = windows
+    smoothed = [(i * step + step / 2, rate) for i, rate in enumerate(bins)]
     bottom.plot([t for t, _ in smoothed], [r for _, r in smoothed], color="tab:green")
-    bottom.set_ylabel("pages indexed / s (moving mean)")
+    bottom.set_ylabel("pages indexed / s (5 s bins)")
     bottom.set_xlabel("seconds since submit")
     fig.tight_layout()
     target.parent.mkdir(parents=True, exist_ok=True)

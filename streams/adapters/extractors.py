@@ -160,7 +160,10 @@ PDF_BACKENDS: dict[str, PdfBackend] = {
 class _OpenPdf:
     key: tuple[str, str, int, int]  # backend, path, inode, mtime: a replaced file is reopened
     document: Any
-    resident_before_mb: float  # the process before opening it: what it holds is the rest
+    # The process after the first window read from it: the document's structure is in by
+    # then (cross-reference table; pdfium's page list, which it fills up to the page asked
+    # for). Growth past it is caches, which keep_mb bounds.
+    resident_base_mb: float | None = None
 
 
 _open_pdf: _OpenPdf | None = None  # one per process (the parser child): the last one read
@@ -169,13 +172,13 @@ _open_pdf: _OpenPdf | None = None  # one per process (the parser child): the las
 def pdf_window(backend: str, path: Path, first: int, last: int, keep_mb: int = 0) -> list[Page]:
     """The text of pages ``first``..``last`` (1-based, inclusive).
 
-    The document stays open for the next window of the same file while it holds less than
-    ``keep_mb`` (this process's resident memory now, less before it was opened): reopening a
-    1 GB PDF re-reads its cross-reference table and page tree, and re-parses its fonts, which
-    halved throughput when done for every 25-page window. Both libraries cache what they parse
-    for as long as a document is open, so past ``keep_mb`` it is closed and the freed heap given
-    back to the system: memory stays bounded whatever the document's size. ``keep_mb=0``
-    closes it after every window.
+    The document stays open for the next window of the same file: reopening a 1 GB PDF
+    re-reads its cross-reference table, walks its page tree again up to the window (pdfium
+    parses every page dictionary before it: quadratic over the document) and re-parses its
+    fonts. Both libraries also cache what they parse (fonts, shared resources) for as long as
+    a document is open, so once those caches have grown ``keep_mb`` past the memory it held
+    after its first window, it is closed and the freed heap given back to the system.
+    ``keep_mb=0`` closes it after every window.
     """
     global _open_pdf
     kind = PDF_BACKENDS[backend]
@@ -184,13 +187,14 @@ def pdf_window(backend: str, path: Path, first: int, last: int, keep_mb: int = 0
     if _open_pdf is not None and _open_pdf.key != key:
         close_open_pdf()
     if _open_pdf is None:
-        before = resident_mb()
-        _open_pdf = _OpenPdf(key, kind.open(path), before)
+        _open_pdf = _OpenPdf(key, kind.open(path))
     try:
         return kind.pages(_open_pdf.document, first, last)
     finally:
-        held = resident_mb() - _open_pdf.resident_before_mb
-        if not held < keep_mb:  # (NaN where /proc is missing: closed)
+        now = resident_mb()
+        if _open_pdf.resident_base_mb is None:
+            _open_pdf.resident_base_mb = now
+        if not now - _open_pdf.resident_base_mb < keep_mb:  # (NaN without /proc: closed)
             close_open_pdf()
 
 
