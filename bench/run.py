@@ -349,10 +349,10 @@ def chart(large: dict[str, Any], target: Path, title: str) -> None:
 
     memory: Memory = large["memory"]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
-    colours = plt.get_cmap("tab20").colors
+    colours = plt.get_cmap("tab20")  # 20 distinct colours (tab10 repeats after 10 lines)
     for i, (name, points) in enumerate(sorted(memory.series.items())):
         top.plot([t for t, _ in points], [mb for _, mb in points], label=name, linewidth=1,
-                 color=colours[i % len(colours)])  # fmt: skip
+                 color=colours(i % 20))  # fmt: skip
     top.axhline(150, color="grey", linestyle=":", linewidth=1)
     top.set_ylabel("RSS (MB)")
     top.legend(fontsize=7, ncol=4)
