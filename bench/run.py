@@ -326,8 +326,9 @@ def local_runs(stack_settings: Settings, workdir: Path, servers: dict[str, psuti
             result["embed"] = {"pages": 300, "chunks": chunks, "seconds": round(seconds, 1),
                                "chunks_per_s": round(chunks / seconds, 1)}  # fmt: skip
             if not skip_small:
-                latencies = []
+                latencies, submitted = [], {}
                 for i, small in enumerate(smalls):
+                    submitted[f"small-{i}"] = time.time()
                     seconds, _ = ingest(settings, small, f"small-{i}", 300)
                     latencies.append(seconds)
                 result["small"] = {
@@ -335,9 +336,27 @@ def local_runs(stack_settings: Settings, workdir: Path, servers: dict[str, psuti
                     "p50_s": round(statistics.median(latencies), 2),
                     "p95_s": round(statistics.quantiles(latencies, n=20)[-1], 2),
                     "max_s": round(max(latencies), 2),
+                    "median_s_from_submit_to_event": stage_marks(settings, submitted),
                 }  # fmt: skip
         result["peak_rss_mb"] = {k: round(v, 1) for k, v in sorted(memory.peaks.items())}
     return result
+
+
+def stage_marks(settings: Settings, submitted: dict[str, float]) -> dict[str, float]:
+    """For the small documents: median seconds from submit to each kind of event (one window
+    each), by the events' broker timestamps: where the latency goes, stage by stage."""
+    from streams.kafka_clients import read_all
+    from streams.topics import topic_name
+
+    marks: dict[str, list[float]] = {}
+    for record in read_all(settings, topic_name(settings, "events")):
+        event = orjson.loads(record.value() or b"{}")
+        document = event.get("document_id")
+        if document in submitted:
+            at = record.timestamp()[1] / 1000 - submitted[document]
+            marks.setdefault(str(event.get("type")), []).append(at)
+    medians = {kind: round(statistics.median(times), 2) for kind, times in marks.items()}
+    return dict(sorted(medians.items(), key=lambda item: item[1]))
 
 
 # --- report ----------------------------------------------------------------------------------

@@ -44,10 +44,18 @@ _PROPERTIES = [
     Property(name="page_end", data_type=DataType.INT),
     Property(name="start_s", data_type=DataType.NUMBER),  # audio/video: the chunk's time range
     Property(name="end_s", data_type=DataType.NUMBER),
-    Property(name="text", data_type=DataType.TEXT),
+    # Searchable (BM25, hybrid search) but not filterable: a roaring bitmap per word of every
+    # chunk is indexing work no query uses.
+    Property(name="text", data_type=DataType.TEXT, index_filterable=False),
     Property(name="filename", data_type=DataType.TEXT, skip_vectorization=True),
     Property(name="content_type", data_type=DataType.TEXT, skip_vectorization=True),
-    Property(name="metadata_json", data_type=DataType.TEXT, skip_vectorization=True),
+    Property(
+        name="metadata_json",
+        data_type=DataType.TEXT,
+        skip_vectorization=True,
+        index_filterable=False,
+        index_searchable=False,
+    ),  # an opaque JSON blob
 ]
 _VERSION_PROPERTIES = [
     Property(
