@@ -275,8 +275,74 @@ def ingest(settings: Settings, path: Path, document_id: str, timeout_s: float,
     return seconds, progress
 
 
+def profile(supervisor: psutil.Process, settings: Settings, workdir: Path, after_s: float,
+            seconds: int = 30) -> dict[str, list[str]]:  # fmt: skip
+    """The hot spots, ``after_s`` into the run for ``seconds``: py-spy (native frames too) on
+    the extract parser child and the chunk stage, Go's pprof on Weaviate. Top frames by own
+    samples; the full reports are left in ~/.cache/docstreams/bench/profile-*.txt."""
+    time.sleep(after_s)
+    targets = {}
+    for proc in supervisor.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            cmd = proc.cmdline()
+            if cmd[-1:] == ["chunk"]:
+                targets["chunk"] = proc.pid
+            elif "--multiprocessing-fork" in cmd and proc.parent().cmdline()[-1] == "extract":  # type: ignore[union-attr]
+                targets["extract-parser"] = proc.pid
+    spies = {
+        name: subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(seconds),
+                "--native",
+                "--format",
+                "raw",
+                "--output",
+                str(workdir / f"{name}.folded"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in targets.items()
+    }
+    import httpx
+
+    pprof = workdir / "weaviate.pprof"
+    url = f"http://127.0.0.1:{settings.weaviate_pprof_port}/debug/pprof/profile?seconds={seconds}"
+    pprof.write_bytes(httpx.get(url, timeout=seconds + 30).content)
+    tops: dict[str, list[str]] = {}
+    for name, spy in spies.items():
+        spy.wait(seconds + 60)
+        tops[name] = _folded_top(workdir / f"{name}.folded")
+    binary = CACHE.parent / "weaviate" / settings.weaviate_version / "weaviate-server"
+    report = subprocess.run(["go", "tool", "pprof", "-top", "-nodecount=25", str(binary),
+                             str(pprof)], capture_output=True, text=True)  # fmt: skip
+    lines = [line for line in report.stdout.splitlines() if line.strip()]
+    tops["weaviate"] = lines[:12]
+    for name, top in tops.items():
+        (CACHE / f"profile-{name}.txt").write_text("\n".join(top) + "\n")
+    return tops
+
+
+def _folded_top(folded: Path, count: int = 10) -> list[str]:
+    """Leaf frames by share of samples, from py-spy's raw (folded stacks) output."""
+    own: dict[str, int] = {}
+    total = 0
+    for line in folded.read_text().splitlines() if folded.exists() else []:
+        stack, _, samples = line.rpartition(" ")
+        leaf = stack.rsplit(";", 1)[-1]
+        own[leaf] = own.get(leaf, 0) + int(samples)
+        total += int(samples)
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:count]
+    return [f"{100 * n / total:5.1f}% {leaf}" for leaf, n in ranked] if total else []
+
+
 def large_run(stack_settings: Settings, workdir: Path, path: Path, replicas: int,
-              servers: dict[str, psutil.Process]) -> dict[str, Any]:  # fmt: skip
+              servers: dict[str, psutil.Process], profiling: bool) -> dict[str, Any]:  # fmt: skip
     from tests.openai_server import EmbeddingsApi, serving
 
     api = EmbeddingsApi(fast=True)
@@ -300,13 +366,22 @@ def large_run(stack_settings: Settings, workdir: Path, path: Path, replicas: int
                 if not indexed or indexed[-1][1] != windows:
                     indexed.append((time.monotonic() - memory.began, windows))
 
+            profiled: dict[str, list[str]] = {}
+            profiler = threading.Thread(
+                target=lambda: profiled.update(profile(supervisor, settings, workdir, 60.0)),
+                daemon=True,
+            )
             with memory.sampling():
                 memory.began = time.monotonic()
+                if profiling:
+                    profiler.start()
                 seconds, progress = ingest(settings, path, "large", 3 * 3600, on_update)
+                if profiling:
+                    profiler.join()
     inputs = sum(len(r) for r in api.requests)
     return {"seconds": seconds, "progress": progress, "memory": memory, "indexed": indexed,
             "chunks": progress.completed.chunks, "embedding_inputs": inputs,
-            "embedding_requests": len(api.requests)}  # fmt: skip
+            "embedding_requests": len(api.requests), "profile": profiled}  # fmt: skip
 
 
 def local_runs(stack_settings: Settings, workdir: Path, servers: dict[str, psutil.Process],
@@ -430,6 +505,9 @@ def main() -> int:
     parser.add_argument("--skip-local", action="store_true", help="no local-embedder runs")
     parser.add_argument("--skip-small", action="store_true")
     parser.add_argument("--no-record", action="store_true", help="no docs row, no chart")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy and pprof 60 s into the large run, 30 s"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -457,13 +535,21 @@ def main() -> int:
             workdir / "stack", blob_dir=workdir / "blobs", allow_local_sources=True,
             max_download_bytes=4 * 2**30,
         )  # fmt: skip
+        if args.profile:
+            from tests.apps_helpers import free_port_block
+
+            stack_settings = stack_settings.model_copy(
+                update={"weaviate_pprof_port": free_port_block(1)}
+            )
         stack = Stack(stack_settings)
         stack.up()
         try:
             servers = {name: proc for name, proc in
                        (("kafka", stack.kafka.process()), ("weaviate", stack.weaviate.process()))
                        if proc is not None}  # fmt: skip
-            large = large_run(stack_settings, workdir, path, args.extract_replicas, servers)
+            large = large_run(
+                stack_settings, workdir, path, args.extract_replicas, servers, args.profile
+            )
             local = (
                 {}
                 if args.skip_local
@@ -494,6 +580,7 @@ def main() -> int:
             "extract_replicas": args.extract_replicas,
             "peak_rss_mb": {n: round(memory.peaks[n], 1) for n in SERIES if n in memory.peaks},
             "cpu_seconds": memory.cpu_seconds(),
+            "profile": large["profile"],
             "parser_child_peak_rss_mb": {
                 n.removesuffix("-parser"): round(v, 1)
                 for n, v in memory.peaks.items()

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     weaviate_version: str = Field(
         default=DEFAULT_WEAVIATE_VERSION, description="Weaviate Go module tag built locally."
     )
+    weaviate_pprof_port: Port | None = Field(
+        default=None,
+        description="Local Weaviate's Go pprof listener, for profiling (bench/run.py --profile); "
+        "unset: off.",
+    )
     weaviate_gossip_port: Port = Field(
         default=DEFAULT_WEAVIATE_GOSSIP_PORT, description="Local Weaviate memberlist port."
     )

@@ -89,7 +89,9 @@ class WeaviateServer(LocalService):
             "DEFAULT_VECTORIZER_MODULE": "none",
             "ENABLE_MODULES": "",
             "DISABLE_TELEMETRY": "true",
-            "GO_PROFILING_DISABLE": "true",  # else a pprof listener on :6060
+            # Off unless asked for: else a pprof listener on :6060 (a port others may use).
+            "GO_PROFILING_DISABLE": "false" if s.weaviate_pprof_port else "true",
+            "GO_PROFILING_PORT": str(s.weaviate_pprof_port or 6060),
             "CLUSTER_HOSTNAME": NODE_NAME,
             "CLUSTER_IN_LOCALHOST": "true",
             "CLUSTER_BIND_ADDR": "127.0.0.1",
