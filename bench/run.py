@@ -478,7 +478,7 @@ def append_row(result: dict[str, Any], replicas: int, markdown: Path) -> None:
         f"{large['embedding_inputs_per_s']} | "
         + " / ".join(f"{rss.get(n, '-')}" for n in SERIES)
         + f" | {large['parser_child_peak_rss_mb'].get('extract', '-')} | "
-        f"{result.get('embed_chunks_per_s', '-')} | "
+        f"{result.get('embed_chunks_per_s') or '-'} | "
         f"{small.get('p50_s', '-')} / {small.get('p95_s', '-')} |"
     )
     text = markdown.read_text()
