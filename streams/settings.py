@@ -98,8 +98,8 @@ class Settings(BaseSettings):
     )
     weaviate_pprof_port: Port | None = Field(
         default=None,
-        description="Local Weaviate's Go pprof listener, for profiling (bench/run.py --profile); "
-        "unset: off.",
+        description="Local Weaviate's Go pprof listener, for profiling (bench/run.py --profile; "
+        "Weaviate binds it on every interface); unset: off.",
     )
     weaviate_gossip_port: Port = Field(
         default=DEFAULT_WEAVIATE_GOSSIP_PORT, description="Local Weaviate memberlist port."

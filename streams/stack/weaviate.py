@@ -92,6 +92,7 @@ class WeaviateServer(LocalService):
             # Off unless asked for: else a pprof listener on :6060 (a port others may use).
             "GO_PROFILING_DISABLE": "false" if s.weaviate_pprof_port else "true",
             "GO_PROFILING_PORT": str(s.weaviate_pprof_port or 6060),
+            "DEBUG_ENDPOINTS_ENABLED": "true" if s.weaviate_pprof_port else "false",
             "CLUSTER_HOSTNAME": NODE_NAME,
             "CLUSTER_IN_LOCALHOST": "true",
             "CLUSTER_BIND_ADDR": "127.0.0.1",
