@@ -38,7 +38,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 import psutil
 
+from bench.processes import Memory
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,24 +147,25 @@ def _raw_child(backend: str, mode: str, path: Path, seconds: float) -> dict[str,
     kind = extractors.PDF_BACKENDS[backend]
     total = _page_count(path)
     keep = Settings().pdf_reader_keep_mb
-    began = time.monotonic()
-    pages = chars = 0
     if mode == "whole":  # one open document, every page: the library's own limit
         document = kind.open(path)
-        for first in range(1, total + 1, WINDOW_PAGES):
-            last = min(first + WINDOW_PAGES - 1, total)
-            window = kind.pages(document, first, last)
-            pages, chars = pages + len(window), chars + sum(len(p.text) for p in window)
-            if time.monotonic() - began > seconds:
-                break
+
+        def read(first: int, last: int) -> list[Any]:
+            return kind.pages(document, first, last)
+    else:  # the extract stage's way: the reader kept under PDF_READER_KEEP_MB
+
+        def read(first: int, last: int) -> list[Any]:
+            return extractors.pdf_window(backend, path, first, last, keep)
+
+    began = time.monotonic()
+    pages = chars = 0
+    for first in range(1, total + 1, WINDOW_PAGES):
+        window = read(first, min(first + WINDOW_PAGES - 1, total))
+        pages, chars = pages + len(window), chars + sum(len(p.text) for p in window)
+        if time.monotonic() - began > seconds:
+            break
+    if mode == "whole":
         kind.close(document)
-    else:  # the extract stage's way: 25-page windows, the reader kept under PDF_READER_KEEP_MB
-        for first in range(1, total + 1, WINDOW_PAGES):
-            last = min(first + WINDOW_PAGES - 1, total)
-            window = extractors.pdf_window(backend, path, first, last, keep)
-            pages, chars = pages + len(window), chars + sum(len(p.text) for p in window)
-            if time.monotonic() - began > seconds:
-                break
     elapsed = time.monotonic() - began
     return {"backend": backend, "mode": mode, "pages": pages, "of_pages": total,
             "seconds": round(elapsed, 1), "pages_per_s": round(pages / elapsed, 1),
@@ -175,67 +176,6 @@ def _raw_child(backend: str, mode: str, path: Path, seconds: float) -> dict[str,
 
 # --- memory sampling -------------------------------------------------------------------------
 SERIES = ["download", "extract", "chunk", "embed", "index", "tracker", "kafka", "weaviate"]
-
-
-@dataclass
-class Memory:
-    """RSS of every app process, its parser children, Kafka and Weaviate, every 0.5 s."""
-
-    supervisor: psutil.Process
-    servers: dict[str, psutil.Process]
-    began: float = field(default_factory=time.monotonic)
-    peaks: dict[str, float] = field(default_factory=dict)  # process name -> MB
-    cpu: dict[int, tuple[str, float]] = field(default_factory=dict)  # pid -> (name, CPU s)
-    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def sample(self) -> None:
-        now = time.monotonic() - self.began
-        seen: dict[str, float] = {}
-        for proc in [*self.supervisor.children(recursive=True), *self.servers.values()]:
-            with contextlib.suppress(psutil.Error):  # it may have just exited
-                name = self._name(proc)
-                rss = proc.memory_info().rss / 2**20
-                seen[name] = max(seen.get(name, 0.0), rss)  # replicas: the largest
-                times = proc.cpu_times()
-                self.cpu[proc.pid] = (name, times.user + times.system)
-        for name, rss in seen.items():
-            self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
-            self.series.setdefault(name, []).append((now, rss))
-
-    def cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds of each kind of process (replicas summed) since it started."""
-        totals: dict[str, float] = {}
-        for name, seconds in self.cpu.values():
-            if name != "multiprocessing-resource-tracker":
-                totals[name] = round(totals.get(name, 0.0) + seconds, 1)
-        return dict(sorted(totals.items(), key=lambda item: -item[1]))
-
-    def _name(self, proc: psutil.Process) -> str:
-        for name, server in self.servers.items():
-            if proc.pid == server.pid:
-                return name
-        cmd = proc.cmdline()
-        if "resource_tracker" in " ".join(cmd):
-            return "multiprocessing-resource-tracker"
-        parent = proc.parent()
-        if "--multiprocessing-fork" in cmd and parent is not None:
-            return f"{parent.cmdline()[-1]}-parser"
-        return cmd[-1]
-
-    def run(self) -> None:
-        while not self._stop.wait(0.5):
-            self.sample()
-
-    @contextlib.contextmanager
-    def sampling(self) -> Iterator[Memory]:
-        thread = threading.Thread(target=self.run, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            thread.join()
 
 
 # --- pipeline runs ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 import psutil
 
+from bench.processes import Memory
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.media import extract_audio
 from streams.adapters.transcribers import LocalSphinx
@@ -148,18 +149,6 @@ def hour(folder: Path, minutes: int) -> dict[str, Any]:
             "file_mb": round(source.stat().st_size / 2**20, 1)}  # fmt: skip
 
 
-def _app_name(proc: psutil.Process) -> str:
-    """download/extract/... for an app's process; <app>-parser for its parser child (spawned by
-    multiprocessing); ffmpeg for ffmpeg."""
-    cmd = proc.cmdline()
-    if "ffmpeg" in cmd[0]:
-        return "ffmpeg"
-    parent = proc.parent()
-    if "--multiprocessing-fork" in cmd and parent is not None:
-        return f"{parent.cmdline()[-1]}-parser"
-    return cmd[-1]
-
-
 def pipeline(folder: Path, minutes: int) -> dict[str, Any]:
     """The same recording through the real apps (`run all`, each app its own process) on a
     private stack; peak RSS of each app's process (and of ffmpeg) sampled from /proc."""
@@ -178,27 +167,15 @@ def pipeline(folder: Path, minutes: int) -> dict[str, Any]:
     )
     stack = Stack(settings)
     stack.up()
-    peaks: dict[str, float] = {}
     try:
         with running_apps(settings, folder / "apps.log") as supervisor:
-            stop = threading.Event()
-
-            def sample() -> None:
-                while not stop.wait(0.1):
-                    for proc in supervisor.children(recursive=True):
-                        with contextlib.suppress(psutil.Error):
-                            name = _app_name(proc)
-                            rss = proc.memory_info().rss / 2**20
-                            peaks[name] = max(peaks.get(name, 0.0), rss)
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            began = time.monotonic()
-            request = submit(settings, str(source), "bench", "hour")
-            progress = follow(settings, "bench", "hour", request.submitted_at, 1800)
-            seconds = time.monotonic() - began
-            stop.set()
-            sampler.join()
+            # Every 0.1 s: an ffmpeg child lives only as long as one window's cut.
+            with Memory(supervisor, {}, interval_s=0.1).sampling() as memory:
+                began = time.monotonic()
+                request = submit(settings, str(source), "bench", "hour")
+                progress = follow(settings, "bench", "hour", request.submitted_at, 1800)
+                seconds = time.monotonic() - began
+            peaks = memory.peaks
     finally:
         stack.down()
     if progress.completed is None:

@@ -108,18 +108,17 @@ def _open_pypdf(path: Path) -> Any:
 
     handle = path.open("rb")  # a handle, not a path: pypdf then seeks instead of slurping
     try:
-        reader = PdfReader(handle)
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise PoisonInput("encrypted PDF: a password is required to read it")
-        len(reader.pages)  # the page tree, walked once per open
-    except FileNotDecryptedError:
-        handle.close()
-        raise PoisonInput("encrypted PDF: a password is required to read it") from None
-    except PdfReadError as exc:
-        handle.close()
-        raise PoisonInput(f"not a readable PDF (truncated or corrupt): {exc}") from None
+        try:
+            reader = PdfReader(handle)
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise PoisonInput("encrypted PDF: a password is required to read it")
+            len(reader.pages)  # the page tree, walked once per open
+        except FileNotDecryptedError:
+            raise PoisonInput("encrypted PDF: a password is required to read it") from None
+        except PdfReadError as exc:
+            raise PoisonInput(f"not a readable PDF (truncated or corrupt): {exc}") from None
     except BaseException:
-        handle.close()
+        handle.close()  # kept open only with the reader that needs it
         raise
     return reader
 

@@ -1,0 +1,82 @@
+"""Watching the processes of a benchmark run from /proc: what each one is, its RSS and CPU."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import psutil
+
+
+def app_name(proc: psutil.Process) -> str:
+    """download/extract/... for an app's process (`streams run <app>`); <app>-parser for its
+    parser child (spawned by multiprocessing); ffmpeg; the multiprocessing resource tracker."""
+    cmd = proc.cmdline()
+    if "ffmpeg" in cmd[0]:
+        return "ffmpeg"
+    if "resource_tracker" in " ".join(cmd):
+        return "multiprocessing-resource-tracker"
+    parent = proc.parent()
+    if "--multiprocessing-fork" in cmd and parent is not None:
+        return f"{parent.cmdline()[-1]}-parser"
+    return cmd[-1]
+
+
+@dataclass
+class Memory:
+    """RSS (peak and over time) and CPU seconds of every process under `run all` (each app, its
+    parser child, ffmpeg) and of the ``servers`` (Kafka, Weaviate), every ``interval_s``."""
+
+    supervisor: psutil.Process
+    servers: dict[str, psutil.Process]
+    interval_s: float = 0.5
+    began: float = field(default_factory=time.monotonic)
+    peaks: dict[str, float] = field(default_factory=dict)  # process name -> MB
+    cpu: dict[int, tuple[str, float]] = field(default_factory=dict)  # pid -> (name, CPU s)
+    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def sample(self) -> None:
+        now = time.monotonic() - self.began
+        seen: dict[str, float] = {}
+        for proc in [*self.supervisor.children(recursive=True), *self.servers.values()]:
+            with contextlib.suppress(psutil.Error):  # it may have just exited
+                name = self._name(proc)
+                rss = proc.memory_info().rss / 2**20
+                seen[name] = max(seen.get(name, 0.0), rss)  # replicas: the largest
+                times = proc.cpu_times()
+                self.cpu[proc.pid] = (name, times.user + times.system)
+        for name, rss in seen.items():
+            self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
+            self.series.setdefault(name, []).append((now, rss))
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds of each kind of process (replicas summed) since it started."""
+        totals: dict[str, float] = {}
+        for name, seconds in self.cpu.values():
+            if name != "multiprocessing-resource-tracker":
+                totals[name] = round(totals.get(name, 0.0) + seconds, 1)
+        return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+    def _name(self, proc: psutil.Process) -> str:
+        for name, server in self.servers.items():
+            if proc.pid == server.pid:
+                return name
+        return app_name(proc)
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    @contextlib.contextmanager
+    def sampling(self) -> Iterator[Memory]:
+        thread = threading.Thread(target=self.run, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
