@@ -14,7 +14,12 @@ RUN python -m venv /opt/docstreams
 COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY streams ./streams
-RUN /opt/docstreams/bin/pip install --no-cache-dir .
+# Then the local embedder's dynamically quantized model, derived now into the environment
+# (share/docstreams/models): pods never derive it, and need no writable cache for it.
+RUN /opt/docstreams/bin/pip install --no-cache-dir . \
+    && /opt/docstreams/bin/python -c "import sys; from pathlib import Path; \
+from streams.adapters.embedders import LocalMiniLM; \
+print(LocalMiniLM(model_dirs=[Path(sys.prefix, 'share', 'docstreams', 'models')]).model_file())"
 
 FROM python:3.11.16-slim-bookworm
 ENV PATH=/opt/docstreams/bin:$PATH \

@@ -442,6 +442,9 @@ def main() -> int:
     parser.add_argument(
         "--skip-raw", action="store_true", help="reuse the last run's raw numbers of this file"
     )
+    parser.add_argument(
+        "--skip-large", action="store_true", help="only the local-embedder runs (not recorded)"
+    )
     parser.add_argument("--skip-local", action="store_true", help="no local-embedder runs")
     parser.add_argument("--skip-small", action="store_true")
     parser.add_argument("--no-record", action="store_true", help="no docs row, no chart")
@@ -487,6 +490,10 @@ def main() -> int:
             servers = {name: proc for name, proc in
                        (("kafka", stack.kafka.process()), ("weaviate", stack.weaviate.process()))
                        if proc is not None}  # fmt: skip
+            if args.skip_large:
+                local = local_runs(stack_settings, workdir, servers, args.skip_small)
+                print(orjson.dumps({"local": local}).decode())
+                return 0
             large = large_run(
                 stack_settings, workdir, path, args.extract_replicas, servers, args.profile
             )

