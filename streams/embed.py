@@ -130,7 +130,7 @@ class Embed:
         counts = [wanted[k][1] for k in missing]
         for start, end in self.embedder.request_bounds(counts):
             keys = missing[start:end]
-            values = self.embedder.embed([wanted[k][0] for k in keys])
+            values = self.embedder.embed([wanted[k][0] for k in keys], counts[start:end])
             metrics.EMBED_PROVIDER_TOKENS.inc(sum(counts[start:end]))
             fresh = dict(zip(keys, values, strict=True))
             for key, vector in fresh.items():

@@ -64,6 +64,7 @@ class EmbeddingsApi:
     fail_next: list[Fault] = field(default_factory=list)
     quota_exhausted: bool = False
     hang_s: float = 0.0
+    floats_only: bool = False  # a server that ignores encoding_format=base64
     log: list[Logged] = field(default_factory=list)
     requests: list[list[str]] = field(default_factory=list)  # inputs of answered requests
     tokens_served: int = 0
@@ -102,7 +103,7 @@ class EmbeddingsApi:
             status, body, headers, code = self._decide(texts, counts)
         if status == 200:
             vectors = self.vectors(texts, request.get("dimensions"))
-            as_base64 = request.get("encoding_format") == "base64"
+            as_base64 = request.get("encoding_format") == "base64" and not self.floats_only
             data = [
                 {"object": "embedding", "index": i,
                  "embedding": base64.b64encode(v.astype(np.float32).tobytes()).decode()

