@@ -440,11 +440,9 @@ class Runner(Generic[In]):
             "partition.assignment.strategy": "cooperative-sticky",
             # Bounded prefetch keeps memory flat whatever the lag.
             "queued.max.messages.kbytes": self.settings.consumer_queue_kbytes,
-            # ... and so does one fetch (default 50 MB); it must still fit the largest record.
-            "fetch.max.bytes": max(
-                self.settings.consumer_queue_kbytes * 1024,
-                self._limits[self.input_topic] + _ENVELOPE_BYTES,
-            ),
+            # ... and so does one fetch (default 50 MB). A larger record still comes through: the
+            # broker returns the first record batch whatever its size (KIP-74).
+            "fetch.max.bytes": self.settings.consumer_queue_kbytes * 1024,
             "queued.min.messages": self.settings.batch_max_messages,
             # One record may take long (a large window's embeddings on a slow CPU); batches are
             # cut at batch_max_seconds, so only a single record could come near this.

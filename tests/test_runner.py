@@ -44,7 +44,7 @@ def _page_batch(doc: str, window: int = 0) -> PageBatch:
 
 
 def _publish(settings: Settings, records: Iterable[bytes | Message]) -> None:
-    producer = Producer(base_config(settings))
+    producer = Producer({**base_config(settings), "message.max.bytes": 8 * 2**20})
     for record in records:
         value = record.to_wire() if isinstance(record, Message) else record
         producer.produce(topic_name(settings, "pages"), value=value, key=b"k")
@@ -65,6 +65,21 @@ def test_every_input_yields_its_outputs_exactly_once(topics: Settings) -> None:
     with running(STAGE, topics):
         time.sleep(3)
     assert sorted(_chunk_docs(topics)) == sorted(docs)
+
+
+def test_records_larger_than_the_fetch_bound_still_flow(topics: Settings) -> None:
+    # 3 MB records against a 1 MB prefetch and fetch bound: each still comes through, alone.
+    bounded = topics.model_copy(update={"consumer_queue_kbytes": 1024})
+    big = [
+        PageBatch(tenant_id="t1", document_id=f"big-{i}", version=VERSION, window=0,
+                  window_count=1, pages=[Page(number=1, text=os.urandom(1_500_000).hex())],
+                  content_type="application/pdf")
+        for i in range(3)
+    ]  # fmt: skip
+    _publish(bounded, [*big, _page_batch("small")])
+    with running(STAGE, bounded):
+        wait_for(lambda: len(_chunk_docs(bounded)) >= 4)
+    assert sorted(_chunk_docs(bounded)) == ["big-0", "big-1", "big-2", "small"]
 
 
 def test_poison_input_is_dead_lettered_and_the_partition_keeps_flowing(topics: Settings) -> None:

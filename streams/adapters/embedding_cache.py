@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 
 Vector = NDArray[np.float32]
 SHARED_SCOPE = "shared"
-_LOOKUP_PAGE = 1000  # ids per fetch (below Weaviate's QUERY_MAXIMUM_RESULTS)
+# Ids per fetch (below Weaviate's QUERY_MAXIMUM_RESULTS): the client returns each vector as a
+# list of Python floats (~12 KB at 384 dimensions), so a page is also the transient memory.
+_LOOKUP_PAGE = 256
 _SWEEP_EVERY_S = 3600.0
 
 
@@ -131,7 +133,13 @@ class WeaviateEmbeddingCache(WeaviateAdapter):
             self._ensure_collection()
             now = datetime.now(UTC)
             objects: list[Any] = [
-                DataObject(uuid=key, vector=vector.tolist(), properties={"created_at": now})
+                DataObject(
+                    # An array, packed object by object (lists of floats would all be alive
+                    # at once); the client's get_vector takes arrays, its hint says Sequence.
+                    uuid=key,
+                    vector=cast("Sequence[float]", vector),
+                    properties={"created_at": now},
+                )
                 for key, vector in vectors.items()
             ]
             result = self._tenant(scope).data.insert_many(objects)

@@ -12,11 +12,11 @@ version never shows.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from weaviate.classes.config import Configure, DataType, Property, Tokenization
@@ -140,7 +140,9 @@ class ChunkIndex(WeaviateAdapter):
             objects: list[Any] = [
                 DataObject(
                     uuid=chunk.id,
-                    vector=chunk.vector_values().tolist(),
+                    # As an array: the client packs it to bytes object by object, where a list
+                    # of Python floats per chunk (~12 KB each) would all be alive at once.
+                    vector=cast("Sequence[float]", chunk.vector_values()),
                     properties={
                         "tenant_id": batch.tenant_id,
                         "document_id": batch.document_id,
