@@ -181,16 +181,21 @@ class Runner(Generic[In]):
         # committing, however slow the stage (an embedding batch can take minutes), so it never
         # runs into transaction.timeout.ms (which would fence this producer, again on every
         # retry) and read_committed consumers downstream wait for it only briefly.
-        decoded = [self._decode(record) for record in batch.records]
+        # Decoded one at a time unless the stage prepares the whole batch (embed): one decoded
+        # window alive at a time, not batch_max_messages of them.
+        decoded = None
+        if self.stage.prepare is not None:
+            decoded = [self._decode(record) for record in batch.records]
         try:
-            if self.stage.prepare is not None:
+            if decoded is not None:
                 self._prepare([m for m in decoded if not isinstance(m, Exception)])
             outputs = []
-            for done, (record, message) in enumerate(zip(batch.records, decoded, strict=True)):
+            for done, record in enumerate(batch.records):
                 if done and time.monotonic() - started > self.settings.batch_max_seconds:
                     # Enough for one transaction: commit these, take up the rest next time.
                     batch = self._put_back(batch, done)
                     break
+                message = decoded[done] if decoded is not None else self._decode(record)
                 outputs += self._outputs(record, message)
                 self.health.beat()
         except DownstreamUnavailable as exc:
