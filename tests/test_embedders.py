@@ -213,3 +213,11 @@ def test_both_local_models_find_each_querys_passage_and_agree_closely() -> None:
 def test_the_local_model_uses_every_cpu_it_may_run_on_unless_told() -> None:
     assert LocalMiniLM().threads == len(os.sched_getaffinity(0))
     assert LocalMiniLM(threads=1).threads == 1
+
+
+def test_the_embed_stage_loads_its_local_model_when_it_starts() -> None:
+    from streams import embed
+
+    stage = embed.make_stage(Settings(embedder="local", embed_cache=False))
+    # Loaded before the first document, which would otherwise wait for it.
+    assert "_session" in vars(stage.handle.embedder)  # type: ignore[attr-defined]
