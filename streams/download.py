@@ -209,5 +209,8 @@ def make_stage(settings: Settings) -> Stage[IngestRequest]:
         allow_local=settings.allow_local_sources,
         min_bytes_per_s=settings.fetch_min_bytes_per_s,
     )
-    handler = Download(settings, LocalBlobStore(settings.blob_dir), fetcher, ChunkIndex(settings))
+    versions = ChunkIndex(settings)
+    versions.prepare()
+    handler = Download(settings, LocalBlobStore(settings.blob_dir), fetcher, versions)
+    handler.parser.start()
     return Stage("download", DocumentSubmitted, handler, decode=ingest_from_wire)

@@ -167,6 +167,8 @@ def make_stage(settings: Settings) -> Stage[ChunkBatch]:
     if isinstance(embedder, LocalMiniLM):
         embedder.warm_up()
     cache = WeaviateEmbeddingCache(settings, embedder.dimensions) if settings.embed_cache else None
+    if cache is not None:
+        cache.prepare()
     embed = Embed(embedder, cache)
     return Stage(
         "embed",

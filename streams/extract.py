@@ -119,4 +119,6 @@ class Extract:
 
 
 def make_stage(settings: Settings) -> Stage[ExtractTask]:
-    return Stage("extract", ExtractTask, Extract(settings, LocalBlobStore(settings.blob_dir)))
+    extract = Extract(settings, LocalBlobStore(settings.blob_dir))
+    extract.parser.start()
+    return Stage("extract", ExtractTask, extract)

@@ -22,4 +22,6 @@ class Index:
 
 
 def make_stage(settings: Settings) -> Stage[VectorBatch]:
-    return Stage("index", VectorBatch, Index(ChunkIndex(settings)))
+    chunks = ChunkIndex(settings)
+    chunks.prepare()
+    return Stage("index", VectorBatch, Index(chunks))

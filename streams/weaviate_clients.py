@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 
 import weaviate
@@ -10,6 +11,8 @@ from weaviate.exceptions import WeaviateBaseError
 
 from streams.errors import DownstreamUnavailable
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def connect_weaviate(settings: Settings) -> weaviate.WeaviateClient:
@@ -40,6 +43,17 @@ class WeaviateAdapter:
             return connect_weaviate(self.settings)
         except WeaviateBaseError as exc:
             raise DownstreamUnavailable(f"weaviate unreachable: {exc}", 5.0) from None
+
+    def prepare(self) -> None:
+        """Connect and make the collections now, at the stage's start, so the first document
+        does not wait for it; a Weaviate that is down then is left to the first use."""
+        try:
+            self._ensure_collections()
+        except (WeaviateBaseError, DownstreamUnavailable) as exc:
+            log.warning("weaviate not ready at start (%s): connecting on first use", exc)
+
+    def _ensure_collections(self) -> None:
+        """Create this adapter's collections if missing (each adapter says which)."""
 
     def close(self) -> None:
         if "client" in self.__dict__:

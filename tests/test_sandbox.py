@@ -83,3 +83,20 @@ def _zlib_cap() -> int:
     import pypdf
 
     return pypdf.get_configuration().zlib_maximum_output_length
+
+
+def parsers_loaded() -> bool:
+    import sys
+
+    return "pypdfium2" in sys.modules and "streams.adapters.extractors" in sys.modules
+
+
+def test_a_started_sandbox_has_its_child_and_parsers_ready_before_the_first_call() -> None:
+    box = Sandbox(Limits(memory_mb=512, seconds=30.0, decoded_stream_mb=16))
+    try:
+        box.start()
+        started = box._process.pid
+        assert box.call("checking", parsers_loaded) is True
+        assert box.call("checking", child_pid) == started  # the same child, not a new one
+    finally:
+        box.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 import uuid
@@ -23,6 +24,7 @@ from streams.settings import Settings, as_environment
 from streams.stack import Stack
 from streams.stack.ports import private_stack_settings
 from streams.weaviate_clients import connect_weaviate
+from tests.apps_helpers import free_port_block
 from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.stack
@@ -243,3 +245,31 @@ def test_the_chunks_collection_is_created_with_the_configured_hnsw_build_paramet
         index.client.collections.delete([index.name, index.registry_name])
     finally:
         index.close()
+
+
+def test_adapters_prepared_at_start_make_their_collections_or_wait_for_weaviate(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    from streams.adapters.embedding_cache import WeaviateEmbeddingCache
+    from streams.adapters.weaviate_store import ChunkIndex
+
+    name = f"Prep{uuid.uuid4().hex[:10]}"
+    named = settings.model_copy(update={"weaviate_collection": name})
+    index, cache = ChunkIndex(named), WeaviateEmbeddingCache(named, 384)
+    try:
+        index.prepare()
+        cache.prepare()
+        made = [index.name, index.registry_name, cache.name]
+        assert all(index.client.collections.exists(n) for n in made)
+        index.client.collections.delete(made)
+    finally:
+        index.close()
+        cache.close()
+    # Nothing listens there: a warning, no exception; the stage still starts.
+    port = free_port_block(2)
+    down = named.model_copy(update={"weaviate_http_port": port, "weaviate_grpc_port": port + 1})
+    unreachable = ChunkIndex(down)
+    with caplog.at_level(logging.WARNING):
+        unreachable.prepare()
+    assert "weaviate not ready at start" in caplog.text
+    unreachable.close()

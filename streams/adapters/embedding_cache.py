@@ -75,6 +75,9 @@ class WeaviateEmbeddingCache(WeaviateAdapter):
     def scope(self, tenant_id: str) -> str:
         return SHARED_SCOPE if self.settings.embed_cache_scope == "global" else tenant_id
 
+    def _ensure_collections(self) -> None:
+        self._ensure_collection()
+
     def _ensure_collection(self) -> None:
         if self._ready:
             return

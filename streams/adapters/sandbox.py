@@ -53,6 +53,11 @@ class Sandbox:
         self._conn: Connection | None = None
         self._lock = threading.Lock()  # one call at a time; the child serves them in order
 
+    def start(self) -> None:
+        """Start the child and load the parsers in it now (about a second), so that the first
+        document after a start is not the one to wait for it."""
+        self.call("starting the parser process", _load_parsers)
+
     def call(self, what: str, fn: Callable[..., T], *args: Any, seconds: float | None = None) -> T:
         """``fn(*args)`` in the child (``fn`` must be importable by name); its result or its
         exception, or ResourceLimitExceeded if the child ran out of memory or time (``seconds``,
@@ -145,6 +150,12 @@ def _serve(conn: Connection, limits: Limits) -> None:
                 conn.send(("error", exc))
             except Exception:  # an exception that cannot be pickled: its text still can
                 conn.send(("error", PoisonInput(f"{type(exc).__name__}: {exc}")))
+
+
+def _load_parsers() -> None:
+    import pypdfium2  # noqa: F401
+
+    import streams.adapters.extractors  # noqa: F401
 
 
 def _limit_pypdf(decoded_bytes: int) -> None:

@@ -100,6 +100,9 @@ class ChunkIndex(WeaviateAdapter):
     def registry_name(self) -> str:
         return f"{self.name}Version"
 
+    def _ensure_collections(self) -> None:
+        self.ensure_collection()
+
     def ensure_collection(self) -> None:
         if self._ready:
             return
