@@ -384,8 +384,8 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         description="Local embedder: onnxruntime threads for one batch; 0: one per CPU this "
-        "process may run on (set it to the pod's CPU limit: a cgroup quota is not visible as "
-        "CPUs). Idle threads do not spin, so the other stages keep the cores when it waits.",
+        "process may run on (a pod's CPU share is not visible as CPUs: k8s/base sets it from "
+        "the CPU request). Idle threads do not spin, so other processes keep the cores.",
     )
     embed_cache: bool = Field(
         default=True,
