@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from streams.kafka_clients import admin_client, base_config
 from streams.messages import DocumentCompleted, DocumentFailed, DocumentPlanned, WindowIndexed
@@ -73,6 +74,31 @@ def follow(
     return follow_all(settings, tenant_id, {document_id: since}, timeout_s, on_update)[document_id]
 
 
+@retry(
+    retry=retry_if_exception(
+        lambda e: isinstance(e, KafkaException) and bool(e.args[0].retriable())
+    ),
+    stop=stop_after_delay(30),
+    wait=wait_exponential(multiplier=0.1, max=2),
+    reraise=True,
+)
+def _start_offsets(
+    settings: Settings, consumer: Consumer, topic: str, since: datetime
+) -> list[TopicPartition]:
+    """Where to start reading each partition: the first event at or after ``since`` (less the
+    look-back), else the partition's end."""
+    partitions = admin_client(settings).list_topics(topic, timeout=10).topics[topic].partitions
+    start_ms = int((since.timestamp() - _LOOKBACK_S) * 1000)
+    # Each partition's end, taken before the time lookup: a partition with nothing at or after
+    # ``since`` yet starts there, so an event written between the lookup and the assignment is
+    # not skipped (OFFSET_END would be resolved later, after such an event).
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in partitions}
+    wanted = [TopicPartition(topic, p, start_ms) for p in partitions]
+    found = consumer.offsets_for_times(wanted, timeout=10)
+    return [TopicPartition(topic, t.partition, t.offset if t.offset >= 0 else ends[t.partition])
+            for t in found]  # fmt: skip
+
+
 def follow_all(
     settings: Settings,
     tenant_id: str,
@@ -91,19 +117,9 @@ def follow_all(
             "isolation.level": "read_committed",
         }
     )
-    partitions = admin_client(settings).list_topics(topic, timeout=10).topics[topic].partitions
     since = min(submitted.values())
-    start_ms = int((since.timestamp() - _LOOKBACK_S) * 1000)
-    # Each partition's end, taken before the time lookup: a partition with nothing at or after
-    # ``since`` yet starts there, so an event written between the lookup and the assignment is
-    # not skipped (OFFSET_END would be resolved later, after such an event).
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in partitions}
-    wanted = [TopicPartition(topic, p, start_ms) for p in partitions]
-    found = consumer.offsets_for_times(wanted, timeout=10)
-    consumer.assign(
-        [TopicPartition(topic, t.partition, t.offset if t.offset >= 0 else ends[t.partition])
-         for t in found]
-    )  # fmt: skip
+    # Retried while the cluster settles (a topic just made may have no leader yet).
+    consumer.assign(_start_offsets(settings, consumer, topic, since))
     keys = {f"{tenant_id}/{d}".encode(): d for d in submitted}
     progress = {d: DocumentProgress(submitted_at=at) for d, at in submitted.items()}
     deadline = time.monotonic() + timeout_s

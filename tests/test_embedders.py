@@ -221,3 +221,13 @@ def test_the_embed_stage_loads_its_local_model_when_it_starts() -> None:
     stage = embed.make_stage(Settings(embedder="local", embed_cache=False))
     # Loaded before the first document, which would otherwise wait for it.
     assert "_session" in vars(stage.handle.embedder)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("quantization", ["dynamic", "weights"])
+def test_a_texts_local_vector_does_not_depend_on_the_texts_embedded_with_it(
+    quantization: str,
+) -> None:
+    model = LocalMiniLM(quantization=quantization)  # type: ignore[arg-type]
+    alone = model.embed(_PASSAGES[:1])
+    crowded = model.embed([_PASSAGES[0], *(p * 6 for p in _PASSAGES[1:]), *_QUERIES])
+    np.testing.assert_allclose(crowded[0], alone[0], atol=1e-5)
