@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from streams.kafka_clients import admin_client, base_config
@@ -74,10 +74,25 @@ def follow(
     return follow_all(settings, tenant_id, {document_id: since}, timeout_s, on_update)[document_id]
 
 
+def _settling(exc: BaseException) -> bool:
+    """A lookup that fails only until a just-made topic has its leader (librdkafka does not mark
+    these retriable when they come from an offsets query)."""
+    if not isinstance(exc, KafkaException):
+        return False
+    error = exc.args[0]
+    return bool(error.retriable()) or error.code() in _SETTLING
+
+
+_SETTLING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_PARTITION,
+}
+
+
 @retry(
-    retry=retry_if_exception(
-        lambda e: isinstance(e, KafkaException) and bool(e.args[0].retriable())
-    ),
+    retry=retry_if_exception(_settling),
     stop=stop_after_delay(30),
     wait=wait_exponential(multiplier=0.1, max=2),
     reraise=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 
 from streams.cli import app
 from streams.kafka_clients import admin_client
+from streams.progress import follow
 from streams.settings import Settings, as_environment
 from streams.topics import TOPICS, TopicAction, create_topics, topic_name
 
@@ -75,3 +77,16 @@ def test_topics_create_command_twice_exits_zero_and_lists_every_topic(settings: 
     for spec in TOPICS:
         assert topic_name(settings, spec.key) in outputs[1].output
     assert "created" in outputs[0].output and "unchanged" in outputs[1].output
+
+
+def test_following_a_document_right_after_its_topics_were_made_waits_for_their_leaders(
+    settings: Settings,
+) -> None:
+    # Without the wait, about half of these tries failed at once with NOT_LEADER_FOR_PARTITION.
+    for attempt in range(4):
+        fresh = settings.model_copy(
+            update={"topic_prefix": f"{settings.topic_prefix}new{attempt}."}
+        )
+        create_topics(admin_client(fresh), fresh)
+        progress = follow(fresh, "acme", "not-submitted", datetime.now(UTC), timeout_s=0.5)
+        assert progress.completed is None and progress.failure is None
