@@ -74,6 +74,15 @@ def follow(
     return follow_all(settings, tenant_id, {document_id: since}, timeout_s, on_update)[document_id]
 
 
+# Errors of an offsets lookup on a topic that has just been made, until its leader is known.
+_SETTLING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_PARTITION,
+}
+
+
 def _settling(exc: BaseException) -> bool:
     """A lookup that fails only until a just-made topic has its leader (librdkafka does not mark
     these retriable when they come from an offsets query)."""
@@ -81,14 +90,6 @@ def _settling(exc: BaseException) -> bool:
         return False
     error = exc.args[0]
     return bool(error.retriable()) or error.code() in _SETTLING
-
-
-_SETTLING = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError._UNKNOWN_PARTITION,
-}
 
 
 @retry(

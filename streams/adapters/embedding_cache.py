@@ -76,9 +76,6 @@ class WeaviateEmbeddingCache(WeaviateAdapter):
         return SHARED_SCOPE if self.settings.embed_cache_scope == "global" else tenant_id
 
     def _ensure_collections(self) -> None:
-        self._ensure_collection()
-
-    def _ensure_collection(self) -> None:
         if self._ready:
             return
         if not self.client.collections.exists(self.name):
@@ -108,7 +105,7 @@ class WeaviateEmbeddingCache(WeaviateAdapter):
         if not keys:
             return {}
         try:
-            self._ensure_collection()
+            self._ensure_collections()
             if not self._has_tenant(scope):  # nothing cached for it yet
                 return {}
             found: dict[uuid.UUID, Vector] = {}
@@ -133,7 +130,7 @@ class WeaviateEmbeddingCache(WeaviateAdapter):
         if not vectors:
             return
         try:
-            self._ensure_collection()
+            self._ensure_collections()
             now = datetime.now(UTC)
             objects: list[Any] = [
                 DataObject(
