@@ -188,10 +188,12 @@ def run_command(
 ) -> None:
     """Run one app in this process, or every app as its own process (`all`)."""
     from streams.apps import APPS, STAGES, run_all, run_stage
+    from streams.memory import tune_allocator
 
     settings = Settings()
     if stage == "all":
         raise typer.Exit(run_all(settings, list(APPS), _replicas(replicas or [])))
+    tune_allocator()
     if stage == "tracker":
         # Imported here only: faust, aiokafka and the Weaviate client (~60 MB) are the
         # tracker's; a stage process that imported them would carry them all its life.

@@ -14,6 +14,7 @@ its message still lacks, which keeps a bad input's failure to that one message.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -49,7 +50,8 @@ class Embed:
     def __init__(self, embedder: Embedder, cache: EmbeddingCache | None = None) -> None:
         self.embedder = embedder
         self.cache = cache
-        self._vectors: dict[Key, _Vector] = {}  # this batch's, cleared by the next prepare
+        self._vectors: dict[Key, _Vector] = {}  # this batch's, each dropped after its last use
+        self._uses: Counter[Key] = Counter()  # this batch's messages yet to take each vector
         self._charged: set[Key] = set()  # paid texts already billed to a message
         self._in_batch = False
 
@@ -58,6 +60,7 @@ class Embed:
         """Embed all chunks of a runner batch together (full requests, one cache lookup)."""
         self._vectors.clear()
         self._charged.clear()
+        self._uses = Counter(self._key(b.tenant_id, c.text) for b in batches for c in b.chunks)
         self._in_batch = True
         # If this fails (an input the provider refuses), the runner logs it and ``__call__``
         # embeds what each message still lacks, so the refusal stays that message's.
@@ -83,13 +86,12 @@ class Embed:
                 cached += 1
                 cached_tokens += chunk.tokens
         self._charged |= charged
-        if not self._in_batch:
-            self._vectors.clear()
-            self._charged.clear()
         chunks = [
             EmbeddedChunk(**c.model_dump(), vector=encode_vector(v))
             for c, v in zip(batch.chunks, vectors, strict=True)
         ]
+        del vectors
+        self._release(keys)
         out = VectorBatch(
             **batch.carried(),
             model=self.embedder.model,
@@ -104,6 +106,19 @@ class Embed:
             cached_tokens=cached_tokens,
         )
         return [out, done]
+
+    def _release(self, keys: list[Key]) -> None:
+        """Drop the vectors no message of the batch still needs: a batch's vectors do not all
+        stay alive until its end, next to its encoded outputs."""
+        if not self._in_batch:
+            self._vectors.clear()
+            self._charged.clear()
+            return
+        self._uses.subtract(keys)
+        for key in keys:
+            if self._uses[key] <= 0:
+                self._vectors.pop(key, None)
+                self._uses.pop(key, None)
 
     # --- embedding what is missing -----------------------------------------------------------
     def _key(self, tenant_id: str, text: str) -> Key:

@@ -94,6 +94,11 @@ DEAD_LETTERS = Counter(
 )
 
 
+def counted(message: Message) -> bool:
+    """Whether ``count_committed`` reads this message (the runner keeps only these)."""
+    return isinstance(message, WindowExtracted | WindowEmbedded | WindowIndexed | DeadLetter)
+
+
 def count_committed(stage: str, messages: Iterable[Message]) -> None:
     """Domain counters from a committed batch's outputs (so replays never double-count)."""
     for m in messages:

@@ -41,6 +41,7 @@ from streams import metrics
 from streams.errors import DownstreamUnavailable, FatalRunnerError, PoisonInput, ProviderRefused
 from streams.health import Health
 from streams.kafka_clients import base_config, producer_config
+from streams.memory import release_free_memory
 from streams.messages import DeadLetter, DocumentFailed, InvalidWireMessage
 from streams.messages import Message as WireMessage
 from streams.settings import Settings
@@ -106,7 +107,10 @@ class Runner(Generic[In]):
         }
         self._stop = threading.Event()
         self._paused_until = 0.0
-        self._batch_messages: list[WireMessage] = []  # outputs of the batch in flight
+        # The batch in flight's events and dead letters, for its metrics once committed (not
+        # its work messages: a batch's pages or vectors are not kept past their encoding).
+        self._batch_events: list[WireMessage] = []
+        self._in_transaction = False  # the batch in flight's transaction has begun
         self._started = int(time.time())
         self._batches = 0
         # Live while the loop turns; a batch may take up to the transaction timeout.
@@ -153,6 +157,11 @@ class Runner(Generic[In]):
                 batch = _Batch([r for r in self._next_records() if self._usable(r)])
                 if batch.records:
                     self._process(batch)
+                    # Before waiting for the next records: the batch's records go, and the C
+                    # heap's pages it freed go back to the system (glibc keeps them otherwise,
+                    # and each batch would start from the last one's peak).
+                    del batch
+                    release_free_memory()
 
     def _next_records(self) -> list[Message]:
         """Wait (up to a second) for one record; then take what else arrives within
@@ -172,54 +181,85 @@ class Runner(Generic[In]):
     # --- one batch = one transaction --------------------------------------------------------
     def _process(self, batch: _Batch) -> None:
         started = time.monotonic()
-        self._batch_messages = []
+        self._batch_events = []
         self._batches += 1
+        self._in_transaction = False
         headers: list[tuple[str, str | bytes | None]] = [
             (BATCH_HEADER, f"{self.transactional_id}/{self._started}/{self._batches}".encode())
         ]
+        produced: Counter[tuple[str, str]] = Counter()
         # The work first, the transaction after: it then lasts only as long as producing and
         # committing, however slow the stage (an embedding batch can take minutes), so it never
         # runs into transaction.timeout.ms (which would fence this producer, again on every
         # retry) and read_committed consumers downstream wait for it only briefly.
-        # Decoded one at a time unless the stage prepares the whole batch (embed): one decoded
-        # window alive at a time, not batch_max_messages of them.
-        decoded = None
+        # A stage that prepares the whole batch (embed) has done its slow work in prepare: its
+        # transaction starts then, and each message's outputs are produced as soon as they are
+        # made, so a batch's outputs are never all held at once.
+        # Decoded one at a time unless the stage prepares the whole batch: one decoded window
+        # alive at a time, not batch_max_messages of them.
+        decoded: list[In | Exception | None] | None = None
         if self.stage.prepare is not None:
             decoded = [self._decode(record) for record in batch.records]
         try:
-            if decoded is not None:
-                self._prepare([m for m in decoded if not isinstance(m, Exception)])
-            outputs = []
-            for done, record in enumerate(batch.records):
-                if done and time.monotonic() - started > self.settings.batch_max_seconds:
-                    # Enough for one transaction: commit these, take up the rest next time.
-                    batch = self._put_back(batch, done)
-                    break
-                message = decoded[done] if decoded is not None else self._decode(record)
-                outputs += self._outputs(record, message)
-                self.health.beat()
-        except DownstreamUnavailable as exc:
-            self._rewind(batch, f"downstream unavailable: {exc}")
-            self._pause(exc.retry_after_s, str(exc))
-            if isinstance(exc, ProviderRefused):  # wherever it was raised (the parser child too)
-                metrics.PROVIDER_REFUSED.labels(self.stage.name).set(1)
-            return
-        metrics.PROVIDER_REFUSED.labels(self.stage.name).set(0)
-        self._kafka_call(self.producer.begin_transaction)
-        produced: Counter[tuple[str, str]] = Counter()
-        try:
-            for topic, key, value, kind in outputs:
-                self._produce(topic, key, value, headers)
-                produced[(topic, kind)] += 1
+            try:
+                if decoded is not None:
+                    self._prepare(
+                        [m for m in decoded if m is not None and not isinstance(m, Exception)]
+                    )
+                outputs: list[tuple[str, bytes, bytes, str]] = []
+                for done, record in enumerate(batch.records):
+                    if done and time.monotonic() - started > self.settings.batch_max_seconds:
+                        # Enough for one transaction: commit these, take up the rest next time.
+                        batch = self._put_back(batch, done)
+                        break
+                    message = decoded[done] if decoded is not None else self._decode(record)
+                    if decoded is not None:
+                        decoded[done] = None  # handled: let it go
+                    assert message is not None
+                    outputs += self._outputs(record, message)
+                    del message
+                    if decoded is not None:
+                        self._produce_all(outputs, headers, produced)
+                    self.health.beat()
+            except DownstreamUnavailable as exc:
+                why = f"downstream unavailable: {exc}"
+                if self._in_transaction:
+                    self._abort_and_rewind(batch, why)
+                else:
+                    self._rewind(batch, why)
+                self._pause(exc.retry_after_s, str(exc))
+                if isinstance(exc, ProviderRefused):  # wherever raised (the parser child too)
+                    metrics.PROVIDER_REFUSED.labels(self.stage.name).set(1)
+                return
+            metrics.PROVIDER_REFUSED.labels(self.stage.name).set(0)
+            self._produce_all(outputs, headers, produced)
         except BaseException:
-            self._abort_and_rewind(batch, "unexpected error")
+            if self._in_transaction:
+                self._abort_and_rewind(batch, "unexpected error")
             raise
         if self._commit(batch):
             for (topic, kind), count in produced.items():
                 metrics.MESSAGES_OUT.labels(self.stage.name, topic, kind).inc(count)
-            metrics.count_committed(self.stage.name, self._batch_messages)
+            metrics.count_committed(self.stage.name, self._batch_events)
             metrics.RECORDS_IN.labels(self.stage.name).inc(len(batch.records))
         metrics.BATCH_SECONDS.labels(self.stage.name).observe(time.monotonic() - started)
+
+    def _produce_all(
+        self,
+        outputs: list[tuple[str, bytes, bytes, str]],
+        headers: list[tuple[str, str | bytes | None]],
+        produced: Counter[tuple[str, str]],
+    ) -> None:
+        """Produce ``outputs`` (emptying the list) in the batch's transaction, begun if need be.
+        Each value goes as soon as librdkafka holds its own copy."""
+        if not self._in_transaction:
+            self._kafka_call(self.producer.begin_transaction)
+            self._in_transaction = True
+        outputs.reverse()
+        while outputs:
+            topic, key, value, kind = outputs.pop()
+            self._produce(topic, key, value, headers)
+            produced[(topic, kind)] += 1
 
     def _commit(self, batch: _Batch) -> bool:
         """1. offsets into the transaction  2. commit (flushes outputs)  3. on abortable errors:
@@ -247,6 +287,7 @@ class Runner(Generic[In]):
             self._kafka_call(self.producer.abort_transaction, self.settings.transaction_timeout_s)
         except KafkaException as exc:
             raise FatalRunnerError(f"{self.stage.name}: abort failed: {exc}") from exc
+        self._in_transaction = False
         metrics.TRANSACTIONS.labels(self.stage.name, "aborted").inc()
         self._rewind(batch, why)
 
@@ -294,7 +335,7 @@ class Runner(Generic[In]):
             try:
                 messages = list(self.stage.handle(message))
                 outputs = [self._encode(m) for m in messages]
-                self._batch_messages += messages
+                self._batch_events += [m for m in messages if metrics.counted(m)]
                 metrics.RECORDS.labels(self.stage.name, "ok").inc()
                 return outputs
             except DownstreamUnavailable:
@@ -346,7 +387,7 @@ class Runner(Generic[In]):
             original_value=_b64(record.value()),
         )
         outputs = [self._encode(letter)]
-        self._batch_messages.append(letter)
+        self._batch_events.append(letter)
         try:
             failed = DocumentFailed(
                 tenant_id=ids.get("tenant_id", ""),

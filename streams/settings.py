@@ -162,6 +162,13 @@ class Settings(BaseSettings):
         description="HNSW build-time search width of the chunks collection (set when created); "
         "higher: better recall, slower indexing.",
     )
+    weaviate_insert_objects: int = Field(
+        default=128,
+        ge=1,
+        le=10_000,
+        description="Objects per Weaviate insert request (index and embedding cache): bounds "
+        "the client's copies of a large window's objects.",
+    )
     weaviate_secure: bool = Field(
         default=False, description="Talk to Weaviate over TLS (HTTPS and gRPC with TLS)."
     )
@@ -338,7 +345,11 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="Timeout of one embedding request (a hung provider)."
     )
     embed_max_inputs_per_request: int = Field(
-        default=2048, ge=1, description="Provider limit: inputs in one embedding request."
+        default=512,
+        ge=1,
+        le=2048,
+        description="Inputs in one embedding request (OpenAI allows 2048). Fewer bound the "
+        "memory each response takes; a batch's chunks still go in as few requests as fit.",
     )
     embed_max_tokens_per_input: int = Field(
         default=8192, ge=1, description="Provider limit: tokens of one input (openai)."

@@ -100,6 +100,34 @@ def test_a_batch_redone_after_a_failed_request_pays_only_for_what_was_not_yet_pa
     assert event.cached == 2
 
 
+def test_a_batch_holds_each_vector_only_until_its_last_message_took_it(
+    settings: Settings, api: tuple[EmbeddingsApi, str]
+) -> None:
+    _, url = api
+    stage = _stage(settings, url)
+    first = _batch(["north quay", "south quay"], window=0)
+    second = _batch(["south quay", "east basin"], window=1)
+    stage.prepare([first, second])
+    stage(first)
+    south = stage._key("acme", "south quay")
+    assert set(stage._vectors) == {south, stage._key("acme", "east basin")}  # still wanted
+    stage(second)
+    assert stage._vectors == {}
+
+
+def test_vectors_are_stored_in_slices_of_the_insert_size_and_all_found_again(
+    settings: Settings, api: tuple[EmbeddingsApi, str]
+) -> None:
+    server, url = api
+    stage = _stage(settings, url, weaviate_insert_objects=2)
+    texts = [f"berth {n}" for n in range(7)]
+    _run(stage, [_batch(texts)])
+    requests = len(server.requests)
+    replica = _stage(settings, url, weaviate_collection=stage_collection(stage))
+    (event,) = _run(replica, [_batch(texts, window=1)])
+    assert len(server.requests) == requests and event.cached == 7
+
+
 def test_a_resubmitted_text_costs_nothing_and_gets_the_same_vector(
     settings: Settings, api: tuple[EmbeddingsApi, str]
 ) -> None:

@@ -247,6 +247,39 @@ def test_the_chunks_collection_is_created_with_the_configured_hnsw_build_paramet
         index.close()
 
 
+def test_a_window_larger_than_the_insert_size_is_written_whole_in_slices(
+    settings: Settings,
+) -> None:
+    import numpy as np
+
+    from streams.adapters.weaviate_store import ChunkIndex
+    from streams.messages import EmbeddedChunk, VectorBatch, encode_vector
+
+    sliced = settings.model_copy(
+        update={"weaviate_collection": f"Slices{uuid.uuid4().hex[:10]}",
+                "weaviate_insert_objects": 2}
+    )  # fmt: skip
+    vectors = np.eye(5, 8, dtype=np.float32)
+    chunks = [
+        EmbeddedChunk(id=str(uuid.uuid4()), index=i, text=f"mooring {i}", page_start=1,
+                      page_end=1, tokens=2, vector=encode_vector(v))
+        for i, v in enumerate(vectors)
+    ]  # fmt: skip
+    batch = VectorBatch(tenant_id="acme", document_id="moorings", version="b" * 64, window=0,
+                        window_count=1, content_type="text/plain", model="m", dimensions=8,
+                        chunks=chunks)  # fmt: skip
+    index = ChunkIndex(sliced)
+    try:
+        assert index.upsert(batch) == 5
+        assert index.count("acme", "moorings") == 5
+        index.make_current("acme", "moorings", "b" * 64, 5)
+        (hit,) = index.search("acme", vectors[4].tolist(), limit=1)
+        assert hit.text == "mooring 4"
+        index.client.collections.delete([index.name, index.registry_name])
+    finally:
+        index.close()
+
+
 def test_adapters_prepared_at_start_make_their_collections_or_wait_for_weaviate(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -19,18 +19,21 @@ from collections.abc import Callable, Sequence
 from functools import cached_property
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from semantic_text_splitter import TextSplitter
 
 from streams import metrics
 from streams.adapters.onnx_quantize import derived_model
+from streams.adapters.openai_client import openai_client, openai_sdk
 from streams.adapters.openai_tokens import openai_encoding
 from streams.adapters.pacing import RateLimiter, RetryIn, classify_provider_error
 from streams.errors import DownstreamUnavailable, PoisonInput, TransientError
 from streams.settings import Settings
+
+if TYPE_CHECKING:  # imported where chunks are split: the embed stage does without it
+    from semantic_text_splitter import TextSplitter
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +134,8 @@ class LocalMiniLM:
     def splitter(self, max_tokens: int, overlap: int) -> TextSplitter:
         # Two tokens of room for [CLS] and [SEP], which the model input adds.
         capacity = min(max_tokens, self.max_input_tokens - 2)
+        from semantic_text_splitter import TextSplitter
+
         return TextSplitter.from_huggingface_tokenizer(
             self._tokenizer, capacity=capacity, overlap=min(overlap, capacity // 2)
         )
@@ -200,16 +205,8 @@ class OpenAIEmbedder:
 
     @cached_property
     def _client(self) -> Any:
-        """Made on first use: the chunk stage only counts tokens (the client is ~30 MB)."""
-        from openai import OpenAI
-
-        key = self._settings.openai_api_key
-        return OpenAI(
-            api_key=key.get_secret_value() if key else "unset",
-            base_url=self._settings.openai_base_url,
-            max_retries=0,  # retries are decided here: the SDK would retry a dead quota too
-            timeout=self._settings.openai_timeout_s,
-        )
+        """Made on first use: the chunk stage only counts tokens (the client is ~22 MB)."""
+        return openai_client(self._settings)
 
     def count_tokens(self, text: str) -> int:
         return len(self._encoding.encode_ordinary(text))
@@ -218,6 +215,8 @@ class OpenAIEmbedder:
         capacity = min(max_tokens, self.max_input_tokens)
         # Sized by the same BPE tables that count the chunks' tokens: from_tiktoken_model would
         # load a second copy (tiktoken-rs, +23 MB) for the same chunks at the same speed.
+        from semantic_text_splitter import TextSplitter
+
         return TextSplitter.from_callback(
             self.count_tokens, capacity=capacity, overlap=min(overlap, capacity // 2)
         )
@@ -273,7 +272,7 @@ class OpenAIEmbedder:
         self.limiter.spend(tokens)
 
     def _send(self, texts: Sequence[str], tokens: int) -> Vectors:
-        import openai
+        openai = openai_sdk()
 
         # base64 asked for explicitly: the SDK then leaves the strings alone (its default turns
         # them into lists of Python floats, ~32 bytes a number, before this copies them).
@@ -304,9 +303,10 @@ class OpenAIEmbedder:
         vectors = np.asarray([_vector(r.embedding) for r in rows], dtype=np.float32)
         if vectors.shape != (len(texts), self.dimensions):
             raise TransientError(f"provider returned {vectors.shape}, wanted {len(texts)} rows")
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        normalised: Vectors = (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
-        return normalised
+        del rows, response, raw  # the response's strings: no longer needed
+        # In place: a batch of vectors is not copied twice more.
+        vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+        return vectors
 
 
 # Waits up to this long happen inside the batch; longer ones pause the partitions instead.

@@ -132,20 +132,29 @@ class WeaviateEmbeddingCache(WeaviateAdapter):
         try:
             self._ensure_collections()
             now = datetime.now(UTC)
-            objects: list[Any] = [
-                DataObject(
-                    # An array, packed object by object (lists of floats would all be alive
-                    # at once); the client's get_vector takes arrays, its hint says Sequence.
-                    uuid=key,
-                    vector=cast("Sequence[float]", vector),
-                    properties={"created_at": now},
-                )
-                for key, vector in vectors.items()
-            ]
-            result = self._tenant(scope).data.insert_many(objects)
-            if result.has_errors:
-                first = next(iter(result.errors.values()))
-                log.warning("embedding cache: %d writes failed: %s", len(result.errors), first)
+            tenant = self._tenant(scope)
+            keys = list(vectors)
+            failed, first = 0, None
+            step = self.settings.weaviate_insert_objects
+            for start in range(0, len(keys), step):  # in slices: see ChunkIndex.upsert
+                objects: list[Any] = [
+                    DataObject(
+                        # An array, packed object by object (lists of floats would all be
+                        # alive at once); the client's get_vector takes arrays, its hint says
+                        # Sequence.
+                        uuid=key,
+                        vector=cast("Sequence[float]", vectors[key]),
+                        properties={"created_at": now},
+                    )
+                    for key in keys[start : start + step]
+                ]
+                result = tenant.data.insert_many(objects)
+                if result.has_errors:
+                    failed += len(result.errors)
+                    first = first or next(iter(result.errors.values()))
+                del objects, result
+            if failed:
+                log.warning("embedding cache: %d writes failed: %s", failed, first)
             self._sweep_if_due(scope)
         except (WeaviateBaseError, DownstreamUnavailable) as exc:
             log.warning("embedding cache: could not store %d vectors: %s", len(vectors), exc)

@@ -7,9 +7,6 @@ reading the whole file into memory). A page that fails is returned with its erro
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +15,7 @@ from typing import Any
 
 from streams.adapters.media import sniff_media
 from streams.errors import PoisonInput, ResourceLimitExceeded
+from streams.memory import release_free_memory, resident_mb
 from streams.messages import Page
 
 PDF = "application/pdf"
@@ -203,22 +201,6 @@ def close_open_pdf() -> None:
         closing, _open_pdf = _open_pdf, None
         PDF_BACKENDS[closing.key[0]].close(closing.document)
         release_free_memory()
-
-
-def resident_mb() -> float:
-    """This process's resident memory, from /proc (infinite where there is none: never keep)."""
-    try:
-        resident_pages = int(Path("/proc/self/statm").read_bytes().split()[1])
-    except OSError:
-        return float("inf")
-    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def release_free_memory() -> None:
-    """Give the C heap's free pages back to the system (glibc keeps them otherwise: a window of
-    heavy vector pages would leave the process at its peak for good)."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 # --- text, Markdown, HTML, DOCX ------------------------------------------------------------

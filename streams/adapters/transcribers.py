@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from streams.adapters.media import SAMPLE_RATE
+from streams.adapters.openai_client import openai_client, openai_sdk
 from streams.adapters.pacing import RetryIn, classify_provider_error
 from streams.errors import DownstreamUnavailable
 from streams.settings import Settings
@@ -88,20 +89,12 @@ def _is_word(token: str) -> bool:
 
 class OpenAITranscriber:
     def __init__(self, settings: Settings) -> None:
-        from openai import OpenAI
-
-        key = settings.openai_api_key
         self.model = settings.openai_transcription_model
         self.probe_interval_s = settings.embed_probe_interval_s
-        self._client = OpenAI(
-            api_key=key.get_secret_value() if key else "unset",
-            base_url=settings.openai_base_url,
-            max_retries=0,
-            timeout=settings.openai_timeout_s,
-        )
+        self._client = openai_client(settings)
 
     def transcribe(self, pcm: Path, offset_s: float) -> list[Utterance]:
-        import openai
+        openai = openai_sdk()
 
         upload = io.BytesIO()  # one window: at most MEDIA_WINDOW_S of 16 kHz mono (19 MB/10 min)
         with wave.open(upload, "wb") as wav:

@@ -25,7 +25,7 @@ from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.exceptions import WeaviateBaseError, WeaviateConnectionError
 
 from streams.errors import DownstreamUnavailable, TransientError
-from streams.messages import VectorBatch
+from streams.messages import EmbeddedChunk, VectorBatch
 from streams.settings import Settings
 from streams.weaviate_clients import WeaviateAdapter
 
@@ -140,49 +140,33 @@ class ChunkIndex(WeaviateAdapter):
             self.ensure_collection()
             collection = self.client.collections.use(self.name).with_tenant(batch.tenant_id)
             metadata = orjson.dumps(batch.metadata).decode() if batch.metadata else ""
-            objects: list[Any] = [
-                DataObject(
-                    uuid=chunk.id,
-                    # As an array: the client packs it to bytes object by object, where a list
-                    # of Python floats per chunk (~12 KB each) would all be alive at once.
-                    vector=cast("Sequence[float]", chunk.vector_values()),
-                    properties={
-                        "tenant_id": batch.tenant_id,
-                        "document_id": batch.document_id,
-                        "version": batch.version,
-                        "window": batch.window,
-                        "chunk_index": chunk.index,
-                        "page_start": chunk.page_start,
-                        "page_end": chunk.page_end,
-                        **(
-                            {"start_s": chunk.start_s, "end_s": chunk.end_s}
-                            if chunk.start_s is not None
-                            else {}
-                        ),
-                        "text": chunk.text,
-                        "filename": batch.filename or "",
-                        "content_type": batch.content_type,
-                        "metadata_json": metadata,
-                    },
-                )
-                for chunk in batch.chunks
-            ]
-            result = collection.data.insert_many(objects)
+            refused: dict[int, Any] = {}
+            step = self.settings.weaviate_insert_objects
+            # In slices: the client holds each object twice more (request objects, protobuf),
+            # so a window of thousands of chunks would be three times in memory at once.
+            for start in range(0, len(batch.chunks), step):
+                objects = [
+                    _chunk_object(batch, chunk, metadata)
+                    for chunk in batch.chunks[start : start + step]
+                ]
+                result = collection.data.insert_many(objects)
+                refused.update({start + i: e for i, e in result.errors.items()})
+                del objects, result
         except WeaviateConnectionError as exc:
             raise DownstreamUnavailable(f"weaviate unreachable: {exc}", 5.0) from None
         except WeaviateBaseError as exc:
             if _looks_unavailable(exc):
                 raise DownstreamUnavailable(f"weaviate unavailable: {exc}", 5.0) from None
             raise TransientError(f"weaviate write failed: {exc}") from None
-        if result.errors:
-            first = next(iter(result.errors.values()))
+        if refused:
+            first = next(iter(refused.values()))
             message = (
-                f"weaviate refused {len(result.errors)}/{len(objects)} objects: {first.message}"
+                f"weaviate refused {len(refused)}/{len(batch.chunks)} objects: {first.message}"
             )
             if _looks_unavailable(first.message):
                 raise DownstreamUnavailable(message, 5.0)
             raise TransientError(message)
-        return len(objects)
+        return len(batch.chunks)
 
     def count(self, tenant_id: str, document_id: str, version: str | None = None) -> int:
         self.ensure_collection()
@@ -299,6 +283,33 @@ class ChunkIndex(WeaviateAdapter):
             if h.document_id in current and current[h.document_id].version == h.version
         ]
         return hits[:limit]
+
+
+def _chunk_object(batch: VectorBatch, chunk: EmbeddedChunk, metadata: str) -> Any:
+    return DataObject(
+        uuid=chunk.id,
+        # As an array: the client packs it to bytes object by object, where a list of Python
+        # floats per chunk (~12 KB each) would all be alive at once.
+        vector=cast("Sequence[float]", chunk.vector_values()),
+        properties={
+            "tenant_id": batch.tenant_id,
+            "document_id": batch.document_id,
+            "version": batch.version,
+            "window": batch.window,
+            "chunk_index": chunk.index,
+            "page_start": chunk.page_start,
+            "page_end": chunk.page_end,
+            **(
+                {"start_s": chunk.start_s, "end_s": chunk.end_s}
+                if chunk.start_s is not None
+                else {}
+            ),
+            "text": chunk.text,
+            "filename": batch.filename or "",
+            "content_type": batch.content_type,
+            "metadata_json": metadata,
+        },
+    )
 
 
 def _hit(props: Mapping[str, Any], distance: float | None) -> Hit:
