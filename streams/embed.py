@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-import numpy as np
-
 from streams import metrics
 from streams.adapters.embedders import Embedder, LocalMiniLM, make_embedder
 from streams.adapters.embedding_cache import EmbeddingCache, WeaviateEmbeddingCache, cache_key
@@ -35,6 +33,7 @@ from streams.messages import (
 )
 from streams.runner import Stage
 from streams.settings import Settings
+from streams.vectors import Vector
 
 Key = tuple[str, uuid.UUID]  # (cache scope, content hash)
 V = TypeVar("V")
@@ -42,7 +41,7 @@ V = TypeVar("V")
 
 @dataclass(frozen=True)
 class _Vector:
-    values: np.ndarray
+    values: Vector
     paid: bool  # embedded by this process for this batch (else: from the cache)
 
 
@@ -162,7 +161,7 @@ class Embed:
             metrics.EMBED_CACHE_LOOKUPS.labels("hit").inc(len(found))
             metrics.EMBED_CACHE_LOOKUPS.labels("miss").inc(len(digests) - len(found))
 
-    def _store(self, fresh: dict[Key, np.ndarray]) -> None:
+    def _store(self, fresh: dict[Key, Vector]) -> None:
         if self.cache is None:
             return
         for scope, vectors in _by_scope(fresh).items():

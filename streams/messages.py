@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import base64
 import resource
+from array import array
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from streams.errors import DocstreamsError
+from streams.vectors import from_le_bytes, to_le_bytes, vector
 
 TenantId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 # Never used as a path: the blob store keys files by sha256.
@@ -224,7 +226,7 @@ class ChunkBatch(WindowPayload):
 class EmbeddedChunk(Chunk):
     vector: str = Field(description="base64 of little-endian float32 values.")
 
-    def vector_values(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+    def vector_values(self) -> array[float]:
         return decode_vector(self.vector)
 
 
@@ -236,12 +238,12 @@ class VectorBatch(WindowPayload):
     chunks: list[EmbeddedChunk]
 
 
-def encode_vector(values: Any) -> str:
-    return base64.b64encode(np.asarray(values, dtype="<f4").tobytes()).decode("ascii")
+def encode_vector(values: Iterable[float]) -> str:
+    return base64.b64encode(to_le_bytes(vector(values))).decode("ascii")
 
 
-def decode_vector(encoded: str) -> np.ndarray[Any, np.dtype[np.float32]]:
-    return np.frombuffer(base64.b64decode(encoded), dtype="<f4")
+def decode_vector(encoded: str) -> array[float]:
+    return from_le_bytes(base64.b64decode(encoded))
 
 
 # --- events (docs.events, folded by the tracker) -------------------------------------------

@@ -84,7 +84,7 @@ class EmbeddingsApi:
 
     def vectors(self, texts: list[str], dimensions: int | None) -> np.ndarray:
         if not self.fast:
-            vectors = self.model.embed(texts)
+            vectors = np.asarray(self.model.embed(texts))
             return vectors[:, :dimensions] if dimensions else vectors
         rows = []
         for text in texts:

@@ -57,3 +57,25 @@ def test_the_openai_client_is_made_without_importing_aiohttp_which_stays_importa
         "import aiohttp  # others may still import it\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_stages_that_only_move_vectors_never_import_numpy() -> None:
+    code = (
+        "import sys\n"
+        "import streams.cli, streams.apps, streams.download, streams.extract, streams.chunk\n"
+        "import streams.embed, streams.index\n"
+        "from streams.adapters.embedders import OpenAIEmbedder\n"
+        "from streams.settings import Settings\n"
+        "OpenAIEmbedder(Settings(openai_api_key='sk-test'))._client\n"
+        "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_vectors_are_scaled_to_unit_length_unless_all_zero() -> None:
+    from array import array
+
+    from streams.vectors import normalised
+
+    assert normalised(array("f", [3.0, 4.0])) == array("f", [0.6, 0.8])
+    assert normalised(array("f", [0.0, 0.0])) == array("f", [0.0, 0.0])

@@ -178,7 +178,7 @@ def test_embed_returns_normalised_vectors_that_rank_the_right_chunk_first() -> N
     vectors = np.stack([c.vector_values() for c in out.chunks])
     assert vectors.shape == (len(chunks.chunks), 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-4)
-    query = EMBEDDER.embed(["How many lanterns are lit?"])[0]
+    query = np.asarray(EMBEDDER.embed(["How many lanterns are lit?"])[0])
     best = out.chunks[int(np.argmax(vectors @ query))]
     assert "lanterns" in best.text
     assert done.tokens == sum(c.tokens for c in chunks.chunks)

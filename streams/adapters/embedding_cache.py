@@ -19,10 +19,8 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-import numpy as np
-from numpy.typing import NDArray
 from weaviate.classes.config import Configure, DataType, Property
 from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter, Sort
@@ -30,11 +28,11 @@ from weaviate.exceptions import WeaviateBaseError
 
 from streams.errors import DownstreamUnavailable
 from streams.settings import Settings
+from streams.vectors import Vector, vector
 from streams.weaviate_clients import WeaviateAdapter
 
 log = logging.getLogger(__name__)
 
-Vector = NDArray[np.float32]
 SHARED_SCOPE = "shared"
 # Ids per fetch (below Weaviate's QUERY_MAXIMUM_RESULTS): the client returns each vector as a
 # list of Python floats (~12 KB at 384 dimensions), so a page is also the transient memory.
@@ -119,7 +117,7 @@ class WeaviateEmbeddingCache(WeaviateAdapter):
                     return_properties=[],
                 )
                 for o in result.objects:
-                    found[o.uuid] = np.asarray(o.vector["default"], dtype=np.float32)
+                    found[o.uuid] = vector(o.vector["default"])
             return found
         except WeaviateBaseError as exc:
             # Embedding anyway could pay twice for what is cached: wait for Weaviate instead.
@@ -139,12 +137,7 @@ class WeaviateEmbeddingCache(WeaviateAdapter):
             for start in range(0, len(keys), step):  # in slices: see ChunkIndex.upsert
                 objects: list[Any] = [
                     DataObject(
-                        # An array, packed object by object (lists of floats would all be
-                        # alive at once); the client's get_vector takes arrays, its hint says
-                        # Sequence.
-                        uuid=key,
-                        vector=cast("Sequence[float]", vectors[key]),
-                        properties={"created_at": now},
+                        uuid=key, vector=vectors[key].tolist(), properties={"created_at": now}
                     )
                     for key in keys[start : start + step]
                 ]

@@ -12,11 +12,11 @@ version never shows.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from weaviate.classes.config import Configure, DataType, Property, Tokenization
@@ -288,9 +288,8 @@ class ChunkIndex(WeaviateAdapter):
 def _chunk_object(batch: VectorBatch, chunk: EmbeddedChunk, metadata: str) -> Any:
     return DataObject(
         uuid=chunk.id,
-        # As an array: the client packs it to bytes object by object, where a list of Python
-        # floats per chunk (~12 KB each) would all be alive at once.
-        vector=cast("Sequence[float]", chunk.vector_values()),
+        # Python floats (~12 KB at 384 dimensions): a slice's worth alive at once.
+        vector=chunk.vector_values().tolist(),
         properties={
             "tenant_id": batch.tenant_id,
             "document_id": batch.document_id,
