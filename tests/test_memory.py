@@ -47,28 +47,28 @@ def test_app_processes_map_large_buffers_on_their_own_even_after_a_larger_free()
 
 
 def test_the_openai_client_is_made_without_importing_aiohttp_which_stays_importable() -> None:
-    code = (
-        "import sys\n"
-        "from streams.adapters.openai_client import openai_client\n"
-        "from streams.settings import Settings\n"
-        "client = openai_client(Settings(openai_api_key='sk-test'))\n"
-        "assert client.embeddings is not None and 'openai' in sys.modules\n"
-        "assert 'aiohttp' not in sys.modules, 'aiohttp was imported'\n"
-        "import aiohttp  # others may still import it\n"
+    _in_a_fresh_interpreter(
+        "from streams.adapters.openai_client import openai_client",
+        "client = openai_client(Settings(openai_api_key='sk-test'))",
+        "assert client.embeddings is not None and 'openai' in sys.modules",
+        "assert 'aiohttp' not in sys.modules, 'aiohttp was imported'",
+        "import aiohttp  # others may still import it",
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_the_stages_that_only_move_vectors_never_import_numpy() -> None:
-    code = (
-        "import sys\n"
-        "import streams.cli, streams.apps, streams.download, streams.extract, streams.chunk\n"
-        "import streams.embed, streams.index\n"
-        "from streams.adapters.embedders import OpenAIEmbedder\n"
-        "from streams.settings import Settings\n"
-        "OpenAIEmbedder(Settings(openai_api_key='sk-test'))._client\n"
-        "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
+    _in_a_fresh_interpreter(
+        "import streams.cli, streams.apps, streams.download, streams.extract, streams.chunk",
+        "import streams.embed, streams.index",
+        "from streams.adapters.embedders import OpenAIEmbedder",
+        "OpenAIEmbedder(Settings(openai_api_key='sk-test'))._client",
+        "assert 'numpy' not in sys.modules, 'numpy was imported'",
     )
+
+
+def _in_a_fresh_interpreter(*lines: str) -> None:
+    """Run ``lines`` where nothing is imported yet (sys and Settings given)."""
+    code = "\n".join(["import sys", "from streams.settings import Settings", *lines])
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
