@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from functools import cached_property
+from typing import Any, TypeVar
 
 import weaviate
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
@@ -13,6 +15,8 @@ from streams.errors import DownstreamUnavailable
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def connect_weaviate(settings: Settings) -> weaviate.WeaviateClient:
@@ -51,6 +55,21 @@ class WeaviateAdapter:
             self._ensure_collections()
         except (WeaviateBaseError, DownstreamUnavailable) as exc:
             log.warning("weaviate not ready at start (%s): connecting on first use", exc)
+
+    def insert_in_slices(
+        self, collection: Any, items: Sequence[T], to_object: Callable[[T], Any]
+    ) -> dict[int, Any]:
+        """Insert ``items`` as objects, WEAVIATE_INSERT_OBJECTS per request; the errors by the
+        item's index. In slices: the client holds each object twice more (request objects,
+        protobuf), so thousands of objects at once would be three times in memory."""
+        refused: dict[int, Any] = {}
+        step = self.settings.weaviate_insert_objects
+        for start in range(0, len(items), step):
+            result = collection.data.insert_many(
+                [to_object(item) for item in items[start : start + step]]
+            )
+            refused.update({start + i: error for i, error in result.errors.items()})
+        return refused
 
     def _ensure_collections(self) -> None:
         """Create this adapter's collections if missing (each adapter says which)."""

@@ -130,24 +130,16 @@ class WeaviateEmbeddingCache(WeaviateAdapter):
         try:
             self._ensure_collections()
             now = datetime.now(UTC)
-            tenant = self._tenant(scope)
-            keys = list(vectors)
-            failed, first = 0, None
-            step = self.settings.weaviate_insert_objects
-            for start in range(0, len(keys), step):  # in slices: see ChunkIndex.upsert
-                objects: list[Any] = [
-                    DataObject(
-                        uuid=key, vector=vectors[key].tolist(), properties={"created_at": now}
-                    )
-                    for key in keys[start : start + step]
-                ]
-                result = tenant.data.insert_many(objects)
-                if result.has_errors:
-                    failed += len(result.errors)
-                    first = first or next(iter(result.errors.values()))
-                del objects, result
-            if failed:
-                log.warning("embedding cache: %d writes failed: %s", failed, first)
+            refused = self.insert_in_slices(
+                self._tenant(scope),
+                list(vectors),
+                lambda key: DataObject(
+                    uuid=key, vector=vectors[key].tolist(), properties={"created_at": now}
+                ),
+            )
+            if refused:
+                first = next(iter(refused.values()))
+                log.warning("embedding cache: %d writes failed: %s", len(refused), first)
             self._sweep_if_due(scope)
         except (WeaviateBaseError, DownstreamUnavailable) as exc:
             log.warning("embedding cache: could not store %d vectors: %s", len(vectors), exc)

@@ -140,18 +140,9 @@ class ChunkIndex(WeaviateAdapter):
             self.ensure_collection()
             collection = self.client.collections.use(self.name).with_tenant(batch.tenant_id)
             metadata = orjson.dumps(batch.metadata).decode() if batch.metadata else ""
-            refused: dict[int, Any] = {}
-            step = self.settings.weaviate_insert_objects
-            # In slices: the client holds each object twice more (request objects, protobuf),
-            # so a window of thousands of chunks would be three times in memory at once.
-            for start in range(0, len(batch.chunks), step):
-                objects = [
-                    _chunk_object(batch, chunk, metadata)
-                    for chunk in batch.chunks[start : start + step]
-                ]
-                result = collection.data.insert_many(objects)
-                refused.update({start + i: e for i, e in result.errors.items()})
-                del objects, result
+            refused = self.insert_in_slices(
+                collection, batch.chunks, lambda chunk: _chunk_object(batch, chunk, metadata)
+            )
         except WeaviateConnectionError as exc:
             raise DownstreamUnavailable(f"weaviate unreachable: {exc}", 5.0) from None
         except WeaviateBaseError as exc:
