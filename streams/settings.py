@@ -459,6 +459,19 @@ class Settings(BaseSettings):
         description="CIDRs callbacks may reach although not public (JSON list); empty: public "
         "addresses only.",
     )
+    tracker_recheck_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A document in flight whose state has not changed for this long is folded "
+        "again from its records in the ingest and events topics (a lost delivery cannot leave it "
+        "waiting forever); repeated at most this often per document.",
+    )
+    tracker_stalled_after_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="A document in flight whose state has not changed for this long counts as "
+        "stalled (/stats, docstreams_documents_stalled, the DocstreamsNoCompletions alert).",
+    )
     keep_completed_blobs: bool = Field(
         default=False, description="Keep a completed version's downloaded file in the blob store."
     )

@@ -97,6 +97,7 @@ class DocumentState(BaseModel):
     tenant_id: str
     document_id: str
     phase: Phase = Phase.QUEUED
+    phase_since: datetime | None = Field(default=None, description="When the phase last changed.")
     version: str | None = Field(default=None, description="Version of the latest submission.")
     current_version: str | None = Field(default=None, description="The searchable version.")
     submitted_at: datetime | None = None
@@ -190,6 +191,7 @@ class DocumentState(BaseModel):
             "failed_at": _iso(self.failed_at),
             "deleted_at": _iso(self.deleted_at),
             "updated_at": _iso(self.updated_at),
+            "phase_since": _iso(self.phase_since),
         }
 
     def to_bytes(self) -> bytes:
@@ -224,10 +226,20 @@ def fold(state: DocumentState | None, message: TrackedMessage) -> Folded:
     if state is None:
         state = DocumentState(tenant_id=message.tenant_id, document_id=message.document_id)
     new = state.model_copy(deep=True)
+    before = state.phase if state.updated_at is not None else None
     result = _apply(new, message)
     if result.changed:
-        result.state.updated_at = utc_now()
+        now = utc_now()
+        result.state.updated_at = now
+        if result.state.phase != before:
+            result.state.phase_since = now
     return result
+
+
+def same_state(a: DocumentState, b: DocumentState) -> bool:
+    """Equal but for when it was last written."""
+    volatile = {"updated_at", "phase_since"}
+    return a.model_dump(exclude=volatile) == b.model_dump(exclude=volatile)
 
 
 def _apply(state: DocumentState, message: TrackedMessage) -> Folded:
@@ -381,7 +393,7 @@ def _phase(state: DocumentState) -> Phase:
 
 def fail(state: DocumentState, stage: str, reason: str, error_class: str, at: datetime) -> None:
     state.phase = Phase.FAILED
-    state.failed_at = at
+    state.phase_since = state.failed_at = at
     state.error = ErrorInfo(stage=stage, reason=reason, error_class=error_class, at=at)
 
 
@@ -389,7 +401,7 @@ def complete(state: DocumentState, chunks: int) -> None:
     state.phase = Phase.COMPLETED
     state.current_version = state.version
     state.chunks = chunks
-    state.completed_at = utc_now()
+    state.phase_since = state.completed_at = utc_now()
 
 
 def _note_memory(state: DocumentState, message: TrackedMessage) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -49,12 +50,27 @@ def watch_status(
             time.sleep(poll_s)
 
 
+def _phase_with_age(state: dict[str, Any]) -> str:
+    """``indexing for 3m 12s``: how long the document has been in its phase."""
+    since = state.get("phase_since")
+    if not since:
+        return str(state["phase"])
+    seconds = max(0, int((datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        age = f"{hours}h {minutes}m"
+    else:
+        age = f"{minutes}m {seconds}s" if minutes else f"{seconds}s"
+    return f"{state['phase']} for {age}"
+
+
 def print_status(state: dict[str, Any], console: Console) -> None:
     table = Table(show_header=False, box=None)
     windows = state["windows"]
     rows = {
         "document": f"{state['tenant_id']}/{state['document_id']}",
-        "phase": state["phase"],
+        "phase": _phase_with_age(state),
         "version": (state["version"] or "")[:16],
         "windows": " ".join(f"{k} {v}" for k, v in windows.items() if v is not None),
         "pages": str(state["pages"]),

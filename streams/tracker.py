@@ -22,10 +22,12 @@ slow receiver never holds up the fold.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import ssl
 import tempfile
+import time
 from collections import Counter as Tally
 from collections.abc import Callable
 from datetime import timedelta
@@ -37,11 +39,13 @@ from faust.exceptions import SameNode
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
+from streams import replay
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.callbacks import CallbackSender, SigningKeys
 from streams.adapters.fetch import AddressGuard
 from streams.adapters.weaviate_store import ChunkIndex
 from streams.errors import DownstreamUnavailable, TransientError
+from streams.fault_injection import CrashPlan, CrashPoint
 from streams.messages import (
     CallbackDue,
     CallbackResult,
@@ -56,13 +60,16 @@ from streams.status import (
     Action,
     CallbackInfo,
     DocumentState,
+    Folded,
     Phase,
+    TrackedMessage,
     callback_body,
     complete,
     decode_tracked,
     fail,
     fold,
     idempotency_key,
+    same_state,
 )
 from streams.topics import TRACKER_APP, TRACKER_TABLE, topic_name
 
@@ -72,6 +79,7 @@ T = TypeVar("T")
 _PARTITIONS = 6  # = docs.ingest and docs.events: the table is co-partitioned with both
 _MAX_BACKOFF_S = 30.0
 _CALLBACK_CONCURRENCY = 4
+_FOLD_ATTEMPTS = 5  # then the document fails with a reason (waits 1+2+4+8 s in between)
 
 FOLDED = Counter(
     "docstreams_tracker_records_total",
@@ -86,11 +94,21 @@ COMPLETIONS = Counter(
     "Documents the tracker finished, by outcome (completed, reused_unchanged, failed, deleted).",
     ["outcome"],
 )
+RECHECKS = Counter(
+    "docstreams_tracker_rechecks_total",
+    "Stalled documents folded again from the log, by outcome (unchanged: nothing was missed; "
+    "recovered: the re-check found records the live fold had missed).",
+    ["outcome"],
+)
 DOCUMENTS = Gauge(
     "docstreams_documents", "Documents by phase, in this tracker's partitions.", ["phase"]
 )
 IN_FLIGHT = Gauge(
     "docstreams_documents_in_flight", "Documents submitted and not yet completed or failed."
+)
+STALLED = Gauge(
+    "docstreams_documents_stalled",
+    "Documents in flight whose state has not changed for TRACKER_STALLED_AFTER_S.",
 )
 
 
@@ -284,42 +302,151 @@ def build_app(settings: Settings) -> faust.App:
     table = app.Table(TRACKER_TABLE, partitions=_PARTITIONS, key_type=str, value_type=bytes,
                       use_partitioner=True)  # fmt: skip
     outputs_by_topic = {"events": events, "callbacks": callbacks}
+    # One document state changes at a time: the agent's fold and the sweeps' writes both read a
+    # state, await effects, then write it back; interleaved, one would overwrite the other.
+    state_lock = asyncio.Lock()
+    crash_plan = CrashPlan.from_environment()
+    rechecked_at: dict[str, float] = {}
 
     async def send(message: Message) -> None:
-        await outputs_by_topic[message.topic_key].send(
-            key=message.kafka_key(), value=message.to_wire()
+        # force=True: sent now, not attached to the source event. faust holds an attached record
+        # until the event's offset is committed, while a table write goes to the changelog at
+        # once; a crash in between left a state "completed" whose DocumentCompleted and callback
+        # were never sent, and the replayed event then changed nothing.
+        delivery = await outputs_by_topic[message.topic_key].send(
+            key=message.kafka_key(), value=message.to_wire(), force=True
         )
+        await delivery  # acknowledged before the state that follows from it is written
 
-    async def handle(value: bytes) -> None:
-        try:
-            message = decode_tracked(value)
-        except ValueError as exc:
-            FOLDED.labels("undecodable").inc()
-            log.warning("tracker: skipping a record that is not a tracked message: %s", exc)
-            return
-        key = f"{message.tenant_id}/{message.document_id}"
-        stored = table.get(key)
-        folded = fold(DocumentState.from_bytes(stored) if stored else None, message)
+    async def crash_point(point: CrashPoint, key: str, folded: Folded) -> None:
+        if folded.actions and crash_plan.due(point, key):
+            if point == CrashPoint.AFTER_TABLE_WRITE:
+                await app.producer.flush()  # the state is durable; the offset is not committed
+            crash_plan.crash()
+
+    async def apply(key: str, folded: Folded) -> None:
+        """Carry out a fold's effects, send their outputs, then write the state, in this order:
+        a crash anywhere before the write redoes them all on the replayed event (each effect is
+        idempotent, each callback keeps its key), and faust flushes the changelog before it
+        commits the event's offset."""
+        await crash_point(CrashPoint.AFTER_FOLD, key, folded)
         outputs: list[Message] = []
         for action in folded.actions:
             carry_out = functools.partial(effects.carry_out, action, folded.state)
             outputs += await _until_done(carry_out, f"{action} of {key}")
+        await crash_point(CrashPoint.AFTER_EFFECTS, key, folded)
         for output in outputs:
             await send(output)
+        await crash_point(CrashPoint.AFTER_SEND, key, folded)
         if folded.changed or folded.actions:
             table[key] = folded.state.to_bytes()
-            FOLDED.labels("applied").inc()
-        else:
-            FOLDED.labels("unchanged").inc()
+        await crash_point(CrashPoint.AFTER_TABLE_WRITE, key, folded)
+
+    async def handle(message: TrackedMessage) -> None:
+        key = f"{message.tenant_id}/{message.document_id}"
+        async with state_lock:
+            stored = table.get(key)
+            folded = fold(DocumentState.from_bytes(stored) if stored else None, message)
+            if folded.actions and crash_plan.due(CrashPoint.DROP_EVENT, key):
+                return  # a test's lost delivery: the stalled-document re-check must find it
+            await apply(key, folded)
+        FOLDED.labels("applied" if folded.changed or folded.actions else "unchanged").inc()
+
+    async def fail_document(message: TrackedMessage, error: Exception) -> None:
+        """An event that cannot be folded: the document fails with a reason (and its caller is
+        told) rather than waiting forever for an event the tracker has given up on."""
+        key = f"{message.tenant_id}/{message.document_id}"
+        async with state_lock:
+            stored = table.get(key)
+            state = fold(DocumentState.from_bytes(stored) if stored else None, message).state
+            if state.phase in TERMINAL:
+                return
+            problem = type(error).__name__
+            reason = f"the tracker could not process a {message.type} event ({problem})"
+            fail(state, "tracker", reason, "TrackerError", utc_now())
+            COMPLETIONS.labels("failed").inc()
+            await apply(key, Folded(state, actions=[Action.CALLBACK]))
 
     @app.agent(sources)
     async def fold_events(stream: Any) -> None:
         async for value in stream:
             try:
-                await handle(value)
-            except Exception:  # an agent that raises is restarted and its event is lost
-                FOLDED.labels("error").inc()
-                log.exception("tracker: could not fold a record")
+                message = decode_tracked(value)
+            except ValueError as exc:
+                FOLDED.labels("undecodable").inc()
+                log.warning("tracker: skipping a record that is not a tracked message: %s", exc)
+                continue
+            # No exception may leave the agent: faust would restart it and drop the event.
+            for attempt in range(_FOLD_ATTEMPTS):
+                try:
+                    await handle(message)
+                    break
+                except Exception as exc:  # retried, then the document fails
+                    FOLDED.labels("error").inc()
+                    log.exception("tracker: could not fold a %s of %s/%s (attempt %d)",
+                                  message.type, message.tenant_id, message.document_id,
+                                  attempt + 1)  # fmt: skip
+                    if attempt + 1 == _FOLD_ATTEMPTS:
+                        with contextlib.suppress(Exception):
+                            await fail_document(message, exc)
+                    else:
+                        await asyncio.sleep(2.0**attempt)
+
+    async def recheck(key: str) -> None:
+        """Fold the document's records again from the log (streams/replay.py)."""
+        loop = asyncio.get_running_loop()
+        stored = table.get(key)
+        if stored is None:
+            return
+        since = DocumentState.from_bytes(stored).submitted_at
+        if since is None:
+            return
+        records: list[bytes] = []
+        for topic in (topic_name(settings, "ingest"), topic_name(settings, "events")):
+            read = functools.partial(replay.records_of, settings, topic, key.encode(), since)
+            records += await loop.run_in_executor(None, read)
+        async with state_lock:
+            stored = table.get(key)
+            if stored is None:
+                return
+            before = DocumentState.from_bytes(stored)
+            state, actions = before, list[Action]()
+            for raw in records:
+                try:
+                    folded = fold(state, decode_tracked(raw))
+                except ValueError:
+                    continue
+                state, actions = folded.state, [*actions, *folded.actions]
+            actions = list(dict.fromkeys(actions))
+            if state.phase == before.phase:
+                state.phase_since = before.phase_since
+            if not actions and same_state(state, before):
+                RECHECKS.labels("unchanged").inc()
+                return
+            RECHECKS.labels("recovered").inc()
+            log.warning("tracker: re-check of %s found what the live fold missed (%s)", key,
+                        ", ".join(a.value for a in actions) or "state")  # fmt: skip
+            await apply(key, Folded(state, actions=actions))
+
+    @app.timer(interval=max(1.0, min(30.0, settings.tracker_recheck_after_s / 2)))  # type: ignore[untyped-decorator]
+    async def recheck_stalled() -> None:
+        """Documents in flight whose state has not changed for TRACKER_RECHECK_AFTER_S are
+        folded again from the log: a lost delivery cannot leave one waiting forever."""
+        now = time.monotonic()
+        cutoff = utc_now() - timedelta(seconds=settings.tracker_recheck_after_s)
+        for key, value in list(table.items()):
+            state = DocumentState.from_bytes(value)
+            quiet_since = state.updated_at or state.submitted_at
+            if state.phase in TERMINAL or quiet_since is None or quiet_since > cutoff:
+                rechecked_at.pop(key, None)
+                continue
+            if now - rechecked_at.get(key, 0.0) < settings.tracker_recheck_after_s:
+                continue
+            rechecked_at[key] = now
+            try:
+                await recheck(key)
+            except Exception:  # the next sweep tries again
+                log.exception("tracker: re-check of %s failed", key)
 
     @app.agent(callbacks, concurrency=_CALLBACK_CONCURRENCY)
     async def deliver_callbacks(stream: Any) -> None:
@@ -354,7 +481,11 @@ def build_app(settings: Settings) -> faust.App:
         for key, value in list(table.items()):
             state = DocumentState.from_bytes(value)
             if state.phase == Phase.DELETED and state.deleted_at and state.deleted_at < cutoff:
-                del table[key]  # a tombstone in the compacted changelog
+                async with state_lock:
+                    current = table.get(key)
+                    if current is None or DocumentState.from_bytes(current).phase != Phase.DELETED:
+                        continue
+                    del table[key]  # a tombstone in the compacted changelog
                 log.info("tracker: forgot deleted document %s", key)
             elif (
                 state.phase == Phase.FAILED
@@ -365,7 +496,12 @@ def build_app(settings: Settings) -> faust.App:
                     effects.blobs.delete_document, state.tenant_id, state.document_id
                 )
                 await _until_done(remove, f"file cleanup of {key}")
-                table[key] = state.model_copy(update={"files_removed": True}).to_bytes()
+                async with state_lock:
+                    current = table.get(key)
+                    if current is None or DocumentState.from_bytes(current).phase != Phase.FAILED:
+                        continue  # submitted again meanwhile: its new files stay
+                    state = DocumentState.from_bytes(current)
+                    table[key] = state.model_copy(update={"files_removed": True}).to_bytes()
                 log.info("tracker: removed the files of failed document %s", key)
 
     # --- status API -----------------------------------------------------------------------
@@ -383,7 +519,7 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:
-        return web.json(_stats(table))
+        return web.json(_stats(table, settings.tracker_stalled_after_s))
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -397,26 +533,30 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        counts = _stats(table)
+        counts = _stats(table, settings.tracker_stalled_after_s)
         for phase in Phase:
             DOCUMENTS.labels(phase.value).set(counts["by_phase"].get(phase.value, 0))
         IN_FLIGHT.set(counts["in_flight"])
+        STALLED.set(counts["stalled"])
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     return app
 
 
-def _stats(table: Any) -> dict[str, Any]:
+def _stats(table: Any, stalled_after_s: float) -> dict[str, Any]:
     """Counts over the documents in this replica's partitions."""
     by_phase: Tally[str] = Tally()
-    resumed = 0
+    resumed = stalled = 0
     progress: list[float] = []
+    cutoff = utc_now() - timedelta(seconds=stalled_after_s)
     for value in list(table.values()):
         state = DocumentState.from_bytes(value)
         by_phase[state.phase.value] += 1
         resumed += state.resumed_after_failure and state.phase == Phase.COMPLETED
         if state.phase not in TERMINAL:
             progress.append(state.progress)
+            quiet_since = state.updated_at or state.submitted_at
+            stalled += quiet_since is not None and quiet_since < cutoff
     return {
         "documents": sum(by_phase.values()),
         "by_phase": dict(by_phase),
@@ -424,6 +564,8 @@ def _stats(table: Any) -> dict[str, Any]:
         "failed": by_phase[Phase.FAILED.value],
         "deleted": by_phase[Phase.DELETED.value],
         "in_flight": len(progress),
+        "stalled": stalled,
+        "stalled_after_s": stalled_after_s,
         "resumed_after_failure": resumed,
         "average_progress_in_flight": round(sum(progress) / len(progress), 4) if progress else None,
     }

@@ -25,13 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @contextmanager
 def running_apps(
-    settings: Settings, output: Path | None = None, replicas: dict[str, int] | None = None
+    settings: Settings,
+    output: Path | None = None,
+    replicas: dict[str, int] | None = None,
+    environment: dict[str, str] | None = None,
 ) -> Iterator[psutil.Process]:
     """Create the topics, start `run all`; yields the supervisor; SIGTERM and wait at the end.
     With ``output``, every app's stdout and stderr go to that file; ``replicas``: processes per
-    stage (`--replicas extract=2`)."""
+    stage (`--replicas extract=2`); ``environment``: more variables for every app."""
     create_topics(admin_client(settings), settings)
-    env = {**os.environ, **as_environment(settings)}
+    env = {**os.environ, **as_environment(settings), **(environment or {})}
     sink = output.open("ab") if output else None
     child = subprocess.Popen(
         [sys.executable, "-m", "streams", "run", "all",

@@ -32,6 +32,7 @@ from streams.adapters.callbacks import (
 )
 from streams.adapters.weaviate_store import ChunkIndex
 from streams.cli import app
+from streams.fault_injection import PLAN_VARIABLE, CrashPlan, CrashPoint
 from streams.messages import (
     DeleteRequested,
     DocumentPlanned,
@@ -173,8 +174,14 @@ def test_signing_keys_come_from_settings_and_a_file_that_may_change(tmp_path: Pa
 
 # --- on the real stack ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
+def crash_plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where a test asks the tracker to crash at one step (streams/fault_injection.py)."""
+    return tmp_path_factory.mktemp("faults") / "crash-plan.json"
+
+
+@pytest.fixture(scope="module")
 def tracked(
-    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory, crash_plan: Path
 ) -> Iterator[tuple[Settings, psutil.Process, Receiver, str]]:
     run = uuid.uuid4().hex[:8]
     settings = stack_settings.model_copy(
@@ -189,10 +196,12 @@ def tracked(
             "callback_allowlist": ["127.0.0.1/32"],
             "callback_give_up_s": 60.0,
             "failed_retention_s": 20.0,
+            "tracker_recheck_after_s": 5.0,  # a dropped event is found again within seconds
         }
     )
     receiver = Receiver()
-    with receiving(receiver) as hook, running_apps(settings) as supervisor:
+    faults = {PLAN_VARIABLE: str(crash_plan)}
+    with receiving(receiver) as hook, running_apps(settings, environment=faults) as supervisor:
         wait_for(lambda: _tracker_ready(settings), timeout_s=90)
         yield settings, supervisor, receiver, hook
 
@@ -383,6 +392,41 @@ def test_killing_the_tracker_loses_no_state_and_callbacks_keep_their_key(
         wait_for(functools.partial(receiver.called_back, document), timeout_s=60)
         keys = {r.headers[IDEMPOTENCY_HEADER] for r in receiver.for_document(document)}
         assert len(keys) == 1  # redelivered or not, one outcome has one key
+
+
+# `run all` stops everything when an app exits within 15 s of its start three times in a row
+# (a crash loop); a test that crashes the tracker lets the last restart settle past that first.
+_SUPERVISOR_QUICK_EXIT_S = 16.0
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("point", list(CrashPoint))
+def test_a_tracker_crash_or_lost_event_at_any_step_still_completes_with_one_callback_key(
+    tracked: tuple[Settings, psutil.Process, Receiver, str], crash_plan: Path, point: CrashPoint
+) -> None:
+    settings, supervisor, receiver, hook = tracked
+    document = f"crash-{point.value.replace('_', '-')}"
+    tracker = app_process(supervisor, "tracker")
+    assert tracker is not None
+    wait_for(lambda: time.time() - tracker.create_time() > _SUPERVISOR_QUICK_EXIT_S, 30)
+    CrashPlan.write(crash_plan, point, f"{TENANT}/{document}")
+    request = submit(settings, str(SAMPLE), TENANT, document, callback_url=hook)
+    crashed = crash_plan.with_name(crash_plan.name + ".done")
+    wait_for(crashed.exists, timeout_s=120)  # the tracker reached the point
+    crashed.unlink()
+    if point == CrashPoint.DROP_EVENT:  # no crash: the completion's event was never folded
+        assert tracker.is_running()
+    else:
+        wait_for(lambda: not tracker.is_running(), timeout_s=10)
+    progress = follow(settings, TENANT, document, request.submitted_at, timeout_s=120)
+    assert progress.completed is not None, f"not completed after {point.value}"
+    wait_for(lambda: _tracker_ready(settings), timeout_s=90)
+    state = _status(settings, document)
+    assert state["phase"] == "completed" and state["version"] == progress.version
+    assert state["chunks"] == progress.completed.chunks == _count(settings, document) > 0
+    wait_for(functools.partial(receiver.called_back, document), timeout_s=60)
+    keys = {r.headers[IDEMPOTENCY_HEADER] for r in receiver.for_document(document)}
+    assert keys == {state["callback"]["idempotency_key"]}  # redelivered or not: one key
 
 
 @pytest.mark.stack
