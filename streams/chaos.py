@@ -64,6 +64,7 @@ class ChaosPlan:
     timeout_s: float = 1800.0
     workdir: Path | None = None
     keep_stack: bool = False
+    victims: tuple[str, ...] = tuple(APPS)  # the apps the kills choose from
     # Settings for both runs (e.g. another embedder), and for the chaos run only.
     settings: dict[str, Any] = field(default_factory=dict)
     chaos_settings: dict[str, Any] = field(default_factory=dict)
@@ -171,7 +172,7 @@ def chaos(
     began = time.monotonic()
     stop = threading.Event()
     kill_gaps = [rng.uniform(0.5, 4.0) for _ in range(plan.kills)]
-    victims = [rng.choice(APPS) for _ in range(plan.kills)]
+    victims = [rng.choice(plan.victims) for _ in range(plan.kills)]
     downtimes = [rng.uniform(0.2, 3.0) for _ in range(plan.kills)]
     broker_at = sorted(rng.uniform(5.0, 40.0) for _ in range(plan.broker_restarts))
     weaviate_at = rng.uniform(5.0, 40.0)

@@ -361,15 +361,20 @@ def chaos_command(
     timeout: Annotated[float, typer.Option(help="Seconds each run may take.")] = 1800.0,
     workdir: Annotated[Path | None, typer.Option(help="Keep data and logs here.")] = None,
     keep_stack: Annotated[bool, typer.Option(help="Leave the private stack running.")] = False,
+    tracker_kills_only: Annotated[
+        bool, typer.Option(help="Aim every kill at the tracker (none at the stages).")
+    ] = False,
 ) -> None:
     """Ingest a document set cleanly, then again under kills, a broker restart and a Weaviate
     outage, on a private stack; compare the two indexes. Last line: a JSON summary."""
+    from streams.apps import APPS
     from streams.chaos import ChaosPlan, passed, run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     plan = ChaosPlan(kills=kills, broker_restarts=broker_restarts,
                      weaviate_outage_s=weaviate_outage_s, seed=seed, pages=pages,
-                     timeout_s=timeout, workdir=workdir, keep_stack=keep_stack)  # fmt: skip
+                     timeout_s=timeout, workdir=workdir, keep_stack=keep_stack,
+                     victims=("tracker",) if tracker_kills_only else tuple(APPS))  # fmt: skip
     summary = run(plan)
     typer.echo(orjson.dumps(summary).decode())
     raise typer.Exit(0 if passed(summary) else 1)

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import faust
-from faust.exceptions import SameNode
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from faust.exceptions import ProducerSendError, SameNode
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
@@ -313,10 +314,19 @@ def build_app(settings: Settings) -> faust.App:
         # until the event's offset is committed, while a table write goes to the changelog at
         # once; a crash in between left a state "completed" whose DocumentCompleted and callback
         # were never sent, and the replayed event then changed nothing.
-        delivery = await outputs_by_topic[message.topic_key].send(
-            key=message.kafka_key(), value=message.to_wire(), force=True
-        )
-        await delivery  # acknowledged before the state that follows from it is written
+        topic, delay = outputs_by_topic[message.topic_key], 1.0
+        while True:  # the broker restarting is no reason to give up on an event
+            try:
+                delivery = await topic.send(
+                    key=message.kafka_key(), value=message.to_wire(), force=True
+                )
+                await delivery  # acknowledged before the state that follows from it is written
+                return
+            except (KafkaError, ProducerSendError) as exc:
+                log.warning("tracker: sending a %s failed (%s); retrying in %.0fs",
+                            type(message).__name__, exc, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_BACKOFF_S)
 
     async def crash_point(point: CrashPoint, key: str, folded: Folded) -> None:
         if folded.actions and crash_plan.due(point, key):
@@ -358,7 +368,13 @@ def build_app(settings: Settings) -> faust.App:
         key = f"{message.tenant_id}/{message.document_id}"
         async with state_lock:
             stored = table.get(key)
-            state = fold(DocumentState.from_bytes(stored) if stored else None, message).state
+            known = DocumentState.from_bytes(stored) if stored else None
+            try:
+                state = fold(known, message).state
+            except Exception:  # the fold itself fails on this event: fail what is known
+                state = known or DocumentState(
+                    tenant_id=message.tenant_id, document_id=message.document_id
+                )
             if state.phase in TERMINAL:
                 return
             problem = type(error).__name__

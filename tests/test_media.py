@@ -32,7 +32,12 @@ OTHERS = {
     20.0: "The ferry to the island leaves at seven in the morning.",
     140.0: "Please close the gate when you leave the garden.",
 }
-QUERY = "How many blue lanterns does the harbour master light on the north pier?"
+# The query names what PocketSphinx reliably hears in the sentence, in both the WAV and the
+# AAC-compressed MP4 ("forty two", "north"; measured: docs/benchmarks.md, transcription). It
+# used to ask "How many blue lanterns does the harbour master light ...", whose words the
+# transcriber mostly mishears: the minutes' garbled transcripts then scored within 0.02 of one
+# another, and which minute came first was luck (a fresh machine ranked 2:20 over 1:10).
+QUERY = "Are there forty two lanterns on the north pier?"
 
 
 @pytest.fixture(scope="module")

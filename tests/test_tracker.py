@@ -454,3 +454,14 @@ def _tracked(settings: Settings, document_id: str) -> bool:
     )
     assert result.exit_code == 0 or "knows no document" in result.output, result.output
     return result.exit_code == 0
+
+
+def test_the_phase_records_when_it_changed_and_keeps_it_while_it_stays() -> None:
+    messages = _lifecycle(windows=2)
+    state, _ = _fold_all(messages[:3])  # submitted, planned, window 0 extracted
+    assert state.phase == Phase.EXTRACTING and state.phase_since is not None
+    since = state.phase_since
+    later = fold(state, messages[3]).state  # window 0 chunked: still extracting window 1
+    assert later.phase == Phase.EXTRACTING and later.phase_since == since
+    assert later.updated_at is not None and state.updated_at is not None
+    assert later.updated_at >= state.updated_at
