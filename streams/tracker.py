@@ -310,10 +310,10 @@ def build_app(settings: Settings) -> faust.App:
     rechecked_at: dict[str, float] = {}
 
     async def send(message: Message) -> None:
-        # force=True: sent now, not attached to the source event. faust holds an attached record
-        # until the event's offset is committed, while a table write goes to the changelog at
-        # once; a crash in between left a state "completed" whose DocumentCompleted and callback
-        # were never sent, and the replayed event then changed nothing.
+        # Awaited to the broker's acknowledgement before the state is written: a state that says
+        # "completed" is never durable while its DocumentCompleted or callback could still be
+        # lost (faust otherwise only flushes both together at its next commit). force=True: never
+        # held back as an attachment until the offset commit (stream_publish_on_commit).
         topic, delay = outputs_by_topic[message.topic_key], 1.0
         while True:  # the broker restarting is no reason to give up on an event
             try:

@@ -383,9 +383,9 @@ def test_killing_the_tracker_loses_no_state_and_callbacks_keep_their_key(
         assert progress.completed is not None, request.document_id
     wait_for(lambda: _tracker_ready(settings), timeout_s=90)
     assert _status(settings, "before-kill")["phase"] == "completed"  # restored from the changelog
-    for request in requests:
+    for request in requests:  # the state may follow its DocumentCompleted after a replay
+        wait_for(lambda: _status(settings, request.document_id)["phase"] == "completed", 60)  # noqa: B023
         state = _status(settings, request.document_id)
-        assert state["phase"] == "completed"
         assert state["windows"]["indexed"] == state["windows"]["planned"] == 6
         assert state["chunks"] == _count(settings, request.document_id)
         document = request.document_id
@@ -421,8 +421,11 @@ def test_a_tracker_crash_or_lost_event_at_any_step_still_completes_with_one_call
     progress = follow(settings, TENANT, document, request.submitted_at, timeout_s=120)
     assert progress.completed is not None, f"not completed after {point.value}"
     wait_for(lambda: _tracker_ready(settings), timeout_s=90)
+    # After a crash past the send, DocumentCompleted is out before the restarted tracker has
+    # replayed the record into its own state: the status says completed once it has.
+    wait_for(lambda: _status(settings, document)["phase"] == "completed", timeout_s=60)
     state = _status(settings, document)
-    assert state["phase"] == "completed" and state["version"] == progress.version
+    assert state["version"] == progress.version
     assert state["chunks"] == progress.completed.chunks == _count(settings, document) > 0
     wait_for(functools.partial(receiver.called_back, document), timeout_s=60)
     keys = {r.headers[IDEMPOTENCY_HEADER] for r in receiver.for_document(document)}
