@@ -273,6 +273,12 @@ def _apply(state: DocumentState, message: TrackedMessage) -> Folded:
         case DocumentPlanned():
             if state.phase == Phase.DELETED or _older_request(state, message.submitted_at):
                 return Folded(state, changed=False)
+            if (
+                state.phase == Phase.COMPLETED
+                and message.submitted_at == state.submitted_at
+                and message.version == state.version
+            ):  # replayed after its own completion (a re-check ran ahead of the live fold)
+                return Folded(state, changed=False)
             if _newer_request(state, message.submitted_at):
                 _start_submission(state, message.submitted_at)
             state.version = message.version

@@ -80,7 +80,25 @@ T = TypeVar("T")
 _PARTITIONS = 6  # = docs.ingest and docs.events: the table is co-partitioned with both
 _MAX_BACKOFF_S = 30.0
 _CALLBACK_CONCURRENCY = 4
-_FOLD_ATTEMPTS = 5  # then the document fails with a reason (waits 1+2+4+8 s in between)
+_FOLD_GIVE_UP_S = 600.0  # an event that keeps failing (not an outage) then fails its document
+_RECHECK_MAX_WAIT_S = 3600.0
+
+
+class UnfoldableEvent(Exception):
+    """The pure fold raised on an event: retrying cannot help."""
+
+
+def _applies(action: Action, state: DocumentState) -> bool:
+    """Whether an action collected while re-folding a document still fits its final state."""
+    if action == Action.FORGET:
+        return state.phase == Phase.DELETED
+    if action == Action.CHECK_COMPLETION:
+        ready = state.all_indexed or state.reused_unchanged or state.window_count == 0
+        return ready and state.phase not in TERMINAL
+    if action == Action.CALLBACK_FAILED:
+        return state.phase == Phase.FAILED
+    return state.phase in (Phase.COMPLETED, Phase.FAILED)  # CALLBACK
+
 
 FOLDED = Counter(
     "docstreams_tracker_records_total",
@@ -307,7 +325,7 @@ def build_app(settings: Settings) -> faust.App:
     # state, await effects, then write it back; interleaved, one would overwrite the other.
     state_lock = asyncio.Lock()
     crash_plan = CrashPlan.from_environment()
-    rechecked_at: dict[str, float] = {}
+    rechecked_at: dict[str, tuple[float, float]] = {}  # key -> (when, wait before the next)
 
     async def send(message: Message) -> None:
         # Awaited to the broker's acknowledgement before the state is written: a state that says
@@ -323,6 +341,8 @@ def build_app(settings: Settings) -> faust.App:
                 await delivery  # acknowledged before the state that follows from it is written
                 return
             except (KafkaError, ProducerSendError) as exc:
+                if isinstance(exc, KafkaError) and not exc.retriable:
+                    raise
                 log.warning("tracker: sending a %s failed (%s); retrying in %.0fs",
                             type(message).__name__, exc, delay)  # fmt: skip
                 await asyncio.sleep(delay)
@@ -349,32 +369,39 @@ def build_app(settings: Settings) -> faust.App:
             await send(output)
         await crash_point(CrashPoint.AFTER_SEND, key, folded)
         if folded.changed or folded.actions:
-            table[key] = folded.state.to_bytes()
+            await write_state(key, folded.state)
         await crash_point(CrashPoint.AFTER_TABLE_WRITE, key, folded)
+
+    async def write_state(key: str, state: DocumentState) -> None:
+        """``table[key] = state``, awaited to the changelog's acknowledgement: faust's own flush
+        before an offset commit gives up after 0.1 s without progress, so only this makes the
+        state durable before the record that produced it counts as handled."""
+        value = state.to_bytes()
+        table.data[key] = value
+        await table.send_changelog(None, key, value)
 
     async def handle(message: TrackedMessage) -> None:
         key = f"{message.tenant_id}/{message.document_id}"
         async with state_lock:
             stored = table.get(key)
-            folded = fold(DocumentState.from_bytes(stored) if stored else None, message)
+            try:
+                folded = fold(DocumentState.from_bytes(stored) if stored else None, message)
+            except Exception as exc:  # the fold is pure: trying again would fail again
+                raise UnfoldableEvent(exc) from exc
             if folded.actions and crash_plan.due(CrashPoint.DROP_EVENT, key):
                 return  # a test's lost delivery: the stalled-document re-check must find it
             await apply(key, folded)
         FOLDED.labels("applied" if folded.changed or folded.actions else "unchanged").inc()
 
-    async def fail_document(message: TrackedMessage, error: Exception) -> None:
-        """An event that cannot be folded: the document fails with a reason (and its caller is
-        told) rather than waiting forever for an event the tracker has given up on."""
+    async def fail_document(message: TrackedMessage, error: BaseException) -> None:
+        """An event the tracker cannot handle: the document fails with a reason (and its caller
+        is told) rather than waiting forever for an event the tracker has given up on."""
         key = f"{message.tenant_id}/{message.document_id}"
         async with state_lock:
             stored = table.get(key)
-            known = DocumentState.from_bytes(stored) if stored else None
-            try:
-                state = fold(known, message).state
-            except Exception:  # the fold itself fails on this event: fail what is known
-                state = known or DocumentState(
-                    tenant_id=message.tenant_id, document_id=message.document_id
-                )
+            state = DocumentState.from_bytes(stored) if stored else None
+            if state is None:
+                state = DocumentState(tenant_id=message.tenant_id, document_id=message.document_id)
             if state.phase in TERMINAL:
                 return
             problem = type(error).__name__
@@ -393,30 +420,34 @@ def build_app(settings: Settings) -> faust.App:
                 log.warning("tracker: skipping a record that is not a tracked message: %s", exc)
                 continue
             # No exception may leave the agent: faust would restart it and drop the event.
-            for attempt in range(_FOLD_ATTEMPTS):
+            # Weaviate outages and broker restarts are waited out below this; anything else is
+            # retried for _FOLD_GIVE_UP_S, then the document fails with a reason.
+            give_up, delay = time.monotonic() + _FOLD_GIVE_UP_S, 1.0
+            while True:
                 try:
                     await handle(message)
                     break
-                except Exception as exc:  # retried, then the document fails
+                except Exception as exc:
                     FOLDED.labels("error").inc()
-                    log.exception("tracker: could not fold a %s of %s/%s (attempt %d)",
-                                  message.type, message.tenant_id, message.document_id,
-                                  attempt + 1)  # fmt: skip
-                    if attempt + 1 == _FOLD_ATTEMPTS:
+                    log.exception("tracker: could not handle a %s of %s/%s", message.type,
+                                  message.tenant_id, message.document_id)  # fmt: skip
+                    if isinstance(exc, UnfoldableEvent) or time.monotonic() > give_up:
                         with contextlib.suppress(Exception):
-                            await fail_document(message, exc)
-                    else:
-                        await asyncio.sleep(2.0**attempt)
+                            await fail_document(message, exc.__cause__ or exc)
+                        break
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _MAX_BACKOFF_S)
 
-    async def recheck(key: str) -> None:
-        """Fold the document's records again from the log (streams/replay.py)."""
+    async def recheck(key: str) -> bool:
+        """Fold the document's records again from the log (streams/replay.py); whether that
+        found anything the live fold had missed."""
         loop = asyncio.get_running_loop()
         stored = table.get(key)
         if stored is None:
-            return
+            return False
         since = DocumentState.from_bytes(stored).submitted_at
         if since is None:
-            return
+            return False
         records: list[bytes] = []
         for topic in (topic_name(settings, "ingest"), topic_name(settings, "events")):
             read = functools.partial(replay.records_of, settings, topic, key.encode(), since)
@@ -424,7 +455,7 @@ def build_app(settings: Settings) -> faust.App:
         async with state_lock:
             stored = table.get(key)
             if stored is None:
-                return
+                return False
             before = DocumentState.from_bytes(stored)
             state, actions = before, list[Action]()
             for raw in records:
@@ -433,36 +464,49 @@ def build_app(settings: Settings) -> faust.App:
                 except ValueError:
                     continue
                 state, actions = folded.state, [*actions, *folded.actions]
-            actions = list(dict.fromkeys(actions))
+            actions = [a for a in dict.fromkeys(actions) if _applies(a, state)]
             if state.phase == before.phase:
                 state.phase_since = before.phase_since
             if not actions and same_state(state, before):
                 RECHECKS.labels("unchanged").inc()
-                return
+                return False
             RECHECKS.labels("recovered").inc()
             log.warning("tracker: re-check of %s found what the live fold missed (%s)", key,
                         ", ".join(a.value for a in actions) or "state")  # fmt: skip
             await apply(key, Folded(state, actions=actions))
+            return True
 
     @app.timer(interval=max(1.0, min(30.0, settings.tracker_recheck_after_s / 2)))  # type: ignore[untyped-decorator]
     async def recheck_stalled() -> None:
         """Documents in flight whose state has not changed for TRACKER_RECHECK_AFTER_S are
-        folded again from the log: a lost delivery cannot leave one waiting forever."""
+        folded again from the log: a lost delivery cannot leave one waiting forever. A document
+        the re-check finds nothing new for waits twice as long before the next (at most an
+        hour); only this replica's partitions, and not while they are being reassigned."""
+        if app.rebalancing:
+            return
+        events_topic = topic_name(settings, "events")
+        mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic}
         now = time.monotonic()
         cutoff = utc_now() - timedelta(seconds=settings.tracker_recheck_after_s)
         for key, value in list(table.items()):
+            if replay.partition_of(key.encode(), _PARTITIONS) not in mine:
+                rechecked_at.pop(key, None)
+                continue
             state = DocumentState.from_bytes(value)
             quiet_since = state.updated_at or state.submitted_at
             if state.phase in TERMINAL or quiet_since is None or quiet_since > cutoff:
                 rechecked_at.pop(key, None)
                 continue
-            if now - rechecked_at.get(key, 0.0) < settings.tracker_recheck_after_s:
+            last, wait = rechecked_at.get(key, (0.0, settings.tracker_recheck_after_s))
+            if now - last < wait:
                 continue
-            rechecked_at[key] = now
             try:
-                await recheck(key)
+                found = await recheck(key)
             except Exception:  # the next sweep tries again
                 log.exception("tracker: re-check of %s failed", key)
+                found = False
+            rechecked_at[key] = (now, settings.tracker_recheck_after_s if found else
+                                 min(wait * 2, _RECHECK_MAX_WAIT_S))  # fmt: skip
 
     @app.agent(callbacks, concurrency=_CALLBACK_CONCURRENCY)
     async def deliver_callbacks(stream: Any) -> None:

@@ -468,3 +468,29 @@ def test_the_phase_records_when_it_changed_and_keeps_it_while_it_stays() -> None
     assert later.phase == Phase.EXTRACTING and later.phase_since == since
     assert later.updated_at is not None and state.updated_at is not None
     assert later.updated_at >= state.updated_at
+
+
+def _one_request_lifecycle() -> list[TrackedMessage]:
+    """The lifecycle with its plan naming its request, as download's does."""
+    messages = _lifecycle()
+    request = messages[0]
+    assert isinstance(request, DocumentSubmitted)
+    messages[1] = messages[1].model_copy(update={"submitted_at": request.submitted_at})
+    return messages
+
+
+def test_a_plan_replayed_after_its_own_completion_changes_nothing() -> None:
+    messages = _one_request_lifecycle()
+    state, _ = _fold_all(messages)
+    complete(state, chunks=8)
+    again = fold(state, messages[1])  # DocumentPlanned of the same request, read again
+    assert not again.changed and again.state.phase == Phase.COMPLETED and not again.actions
+
+
+def test_a_plan_of_a_failed_document_read_again_starts_it_over() -> None:
+    # `docstreams dlq replay` re-publishes a request unchanged: its new plan revives the document
+    messages = _one_request_lifecycle()
+    state, _ = _fold_all(messages[:3])
+    state.phase = Phase.FAILED
+    again = fold(state, messages[1])
+    assert again.changed and again.state.phase == Phase.EXTRACTING

@@ -165,7 +165,8 @@ class ChunkIndex(WeaviateAdapter):
         where = Filter.by_property("document_id").equal(document_id)
         if version:
             where = where & Filter.by_property("version").equal(version)
-        total = collection.aggregate.over_all(filters=where, total_count=True).total_count
+        with _translated_errors():  # the tracker waits out an outage on DownstreamUnavailable
+            total = collection.aggregate.over_all(filters=where, total_count=True).total_count
         return int(total or 0)
 
     # --- versions ---------------------------------------------------------------------------
