@@ -145,6 +145,11 @@ class DocumentState(BaseModel):
         return self.window_count is not None and len(self.done("index")) >= self.window_count
 
     @property
+    def quiet_since(self) -> datetime | None:
+        """Since when the state has not changed (its submission if it never did)."""
+        return self.updated_at or self.submitted_at
+
+    @property
     def progress(self) -> float:
         """0..1: windows done over all window stages (1 once completed)."""
         if self.phase == Phase.COMPLETED:

@@ -493,7 +493,7 @@ def build_app(settings: Settings) -> faust.App:
                 rechecked_at.pop(key, None)
                 continue
             state = DocumentState.from_bytes(value)
-            quiet_since = state.updated_at or state.submitted_at
+            quiet_since = state.quiet_since
             if state.phase in TERMINAL or quiet_since is None or quiet_since > cutoff:
                 rechecked_at.pop(key, None)
                 continue
@@ -615,7 +615,7 @@ def _stats(table: Any, stalled_after_s: float) -> dict[str, Any]:
         resumed += state.resumed_after_failure and state.phase == Phase.COMPLETED
         if state.phase not in TERMINAL:
             progress.append(state.progress)
-            quiet_since = state.updated_at or state.submitted_at
+            quiet_since = state.quiet_since
             stalled += quiet_since is not None and quiet_since < cutoff
     return {
         "documents": sum(by_phase.values()),
