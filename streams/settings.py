@@ -464,7 +464,8 @@ class Settings(BaseSettings):
         gt=0,
         description="A document in flight whose state has not changed for this long is folded "
         "again from its records in the ingest and events topics (a lost delivery cannot leave it "
-        "waiting forever); repeated at most this often per document.",
+        "waiting forever); after a re-check that finds nothing new, the next waits twice as long "
+        "(up to an hour).",
     )
     tracker_stalled_after_s: float = Field(
         default=1800.0,
