@@ -14,29 +14,24 @@ from collections.abc import Callable
 from typing import Any
 
 from streams.health import serve
-from streams.runner import Runner, Stage
+from streams.pipeline import STAGE_SPECS, Stage
+from streams.runner import Runner
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Stage name -> its module (with a make_stage(settings)). Imported only by the process that runs
-# it: each app then loads just its own dependencies (an extract process has no Weaviate, OpenAI
-# or ONNX client in memory).
-STAGES: dict[str, str] = {
-    "download": "streams.download",
-    "extract": "streams.extract",
-    "chunk": "streams.chunk",
-    "embed": "streams.embed",
-    "index": "streams.index",
-}
-APPS = [*STAGES, "tracker"]
+# A stage's module (with its make_stage) is imported only by the process that runs it: each app
+# then loads just its own dependencies (an extract process has no Weaviate, OpenAI or ONNX
+# client in memory).
+STAGES = tuple(STAGE_SPECS)
 _RESTART_DELAY_S = 2.0
 _QUICK_EXIT_S = 15.0
 _MAX_QUICK_EXITS = 3
 
 
 def run_stage(name: str, settings: Settings) -> None:
-    make_stage: Callable[[Settings], Stage[Any]] = importlib.import_module(STAGES[name]).make_stage
+    module = importlib.import_module(STAGE_SPECS[name].module)
+    make_stage: Callable[[Settings], Stage[Any]] = module.make_stage
     runner = Runner(make_stage(settings), settings)
     runner.install_signal_handlers()
     if settings.metrics_port:

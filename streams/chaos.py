@@ -35,9 +35,9 @@ import orjson
 from pypdf import PdfReader, PdfWriter
 
 from streams.adapters.weaviate_store import ChunkIndex
-from streams.apps import APPS  # every app can be killed: the five stages and the tracker
 from streams.kafka_clients import admin_client, read_all
 from streams.messages import VectorBatch
+from streams.pipeline import APPS  # every app can be killed: the five stages and the tracker
 from streams.producer import submit
 from streams.progress import DocumentProgress, follow_all
 from streams.runner import BATCH_HEADER

@@ -14,7 +14,7 @@ from semantic_text_splitter import TextSplitter
 
 from streams.adapters.embedders import Embedder, make_embedder
 from streams.messages import Chunk, ChunkBatch, Message, PageBatch, WindowChunked
-from streams.runner import Stage
+from streams.pipeline import STAGE_SPECS, Stage
 from streams.settings import Settings
 
 # Fixed forever: chunk ids (and so Weaviate object ids) derive from it.
@@ -65,4 +65,4 @@ def make_stage(settings: Settings) -> Stage[PageBatch]:
     chunker = Chunker(
         make_embedder(settings), settings.chunk_max_tokens, settings.chunk_overlap_tokens
     )
-    return Stage("chunk", PageBatch, chunker)
+    return Stage(STAGE_SPECS["chunk"], chunker)

@@ -16,9 +16,10 @@ from rich.table import Table
 
 from streams.errors import DocstreamsError
 from streams.kafka_clients import admin_client
+from streams.pipeline import TOPICS
 from streams.settings import Settings, settings_table
 from streams.stack import Stack
-from streams.topics import TOPICS, create_topics, topic_name
+from streams.topics import create_topics, topic_name
 
 app = typer.Typer(
     help="docstreams: documents to searchable chunks, through Kafka, into Weaviate.",
@@ -187,8 +188,9 @@ def run_command(
     ] = None,
 ) -> None:
     """Run one app in this process, or every app as its own process (`all`)."""
-    from streams.apps import APPS, STAGES, run_all, run_stage
+    from streams.apps import STAGES, run_all, run_stage
     from streams.memory import tune_allocator
+    from streams.pipeline import APPS
 
     settings = Settings()
     if stage == "all":
@@ -367,8 +369,8 @@ def chaos_command(
 ) -> None:
     """Ingest a document set cleanly, then again under kills, a broker restart and a Weaviate
     outage, on a private stack; compare the two indexes. Last line: a JSON summary."""
-    from streams.apps import APPS
     from streams.chaos import ChaosPlan, passed, run
+    from streams.pipeline import APPS
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     plan = ChaosPlan(kills=kills, broker_restarts=broker_restarts,

@@ -30,9 +30,8 @@ from streams.messages import (
     ExtractTask,
     IngestRequest,
     Message,
-    ingest_from_wire,
 )
-from streams.runner import Stage
+from streams.pipeline import STAGE_SPECS, Stage
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -213,4 +212,4 @@ def make_stage(settings: Settings) -> Stage[IngestRequest]:
     versions.prepare()
     handler = Download(settings, LocalBlobStore(settings.blob_dir), fetcher, versions)
     handler.parser.start()
-    return Stage("download", DocumentSubmitted, handler, decode=ingest_from_wire)
+    return Stage(STAGE_SPECS["download"], handler)

@@ -31,7 +31,7 @@ from streams.messages import (
     WindowEmbedded,
     encode_vector,
 )
-from streams.runner import Stage
+from streams.pipeline import STAGE_SPECS, BatchStage
 from streams.settings import Settings
 from streams.vectors import Vector
 
@@ -176,7 +176,7 @@ def _by_scope(entries: dict[Key, V]) -> dict[str, dict[uuid.UUID, V]]:
     return grouped
 
 
-def make_stage(settings: Settings) -> Stage[ChunkBatch]:
+def make_stage(settings: Settings) -> BatchStage[ChunkBatch]:
     embedder = make_embedder(settings)
     if isinstance(embedder, LocalMiniLM):
         embedder.warm_up()
@@ -184,9 +184,8 @@ def make_stage(settings: Settings) -> Stage[ChunkBatch]:
     if cache is not None:
         cache.prepare()
     embed = Embed(embedder, cache)
-    return Stage(
-        "embed",
-        ChunkBatch,
+    return BatchStage(
+        STAGE_SPECS["embed"],
         embed,
         prepare=embed.prepare,
         gather_wait_s=settings.embed_gather_wait_s,

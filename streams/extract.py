@@ -14,7 +14,7 @@ from streams.adapters.media import MEDIA_TYPES
 from streams.adapters.sandbox import Sandbox
 from streams.errors import PoisonInput, ResourceLimitExceeded
 from streams.messages import ExtractTask, Message, Page, PageBatch, WindowExtracted
-from streams.runner import Stage
+from streams.pipeline import STAGE_SPECS, Stage
 from streams.settings import Settings
 
 if TYPE_CHECKING:
@@ -121,4 +121,4 @@ class Extract:
 def make_stage(settings: Settings) -> Stage[ExtractTask]:
     extract = Extract(settings, LocalBlobStore(settings.blob_dir))
     extract.parser.start()
-    return Stage("extract", ExtractTask, extract)
+    return Stage(STAGE_SPECS["extract"], extract)

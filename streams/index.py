@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from streams.adapters.weaviate_store import ChunkIndex
 from streams.messages import Message, VectorBatch, WindowIndexed
-from streams.runner import Stage
+from streams.pipeline import STAGE_SPECS, Stage
 from streams.settings import Settings
 
 
@@ -24,4 +24,4 @@ class Index:
 def make_stage(settings: Settings) -> Stage[VectorBatch]:
     chunks = ChunkIndex(settings)
     chunks.prepare()
-    return Stage("index", VectorBatch, Index(chunks))
+    return Stage(STAGE_SPECS["index"], Index(chunks))

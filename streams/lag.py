@@ -26,25 +26,10 @@ from prometheus_client.registry import Collector
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_fixed
 
 from streams.kafka_clients import admin_client, base_config
-from streams.messages import (
-    ChunkBatch,
-    DocumentSubmitted,
-    ExtractTask,
-    Message,
-    PageBatch,
-    VectorBatch,
-)
+from streams.pipeline import STAGE_SPECS
 from streams.settings import Settings
 from streams.topics import topic_name
 
-# stage -> the message type it consumes (and so its input topic)
-STAGE_INPUTS: dict[str, type[Message]] = {
-    "download": DocumentSubmitted,
-    "extract": ExtractTask,
-    "chunk": PageBatch,
-    "embed": ChunkBatch,
-    "index": VectorBatch,
-}
 # Raw lag at or below this is probed for markers-only (each batch adds one marker).
 _MARKER_PROBE_MAX = 3
 _TIMEOUT_S = 15
@@ -64,11 +49,11 @@ class PartitionLag:
         return asdict(self)
 
 
-def stage_lags(settings: Settings, stages: Iterable[str] = STAGE_INPUTS) -> list[PartitionLag]:
+def stage_lags(settings: Settings, stages: Iterable[str] = STAGE_SPECS) -> list[PartitionLag]:
     admin = admin_client(settings)
     result = []
     for stage in stages:
-        topic = topic_name(settings, STAGE_INPUTS[stage].topic_key)
+        topic = topic_name(settings, STAGE_SPECS[stage].input_topic)
         group = f"{settings.topic_prefix}{stage}"
         result += _group_lags(admin, settings, stage, group, topic)
     return result

@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,8 +44,9 @@ from streams.kafka_clients import base_config, producer_config
 from streams.memory import release_free_memory
 from streams.messages import DeadLetter, DocumentFailed, InvalidWireMessage
 from streams.messages import Message as WireMessage
+from streams.pipeline import TOPICS, BatchStage, Stage
 from streams.settings import Settings
-from streams.topics import TOPICS, topic_name
+from streams.topics import topic_name
 
 log = logging.getLogger(__name__)
 
@@ -58,26 +59,6 @@ _ENVELOPE_BYTES = 1024
 BATCH_HEADER = "docstreams-batch"
 _MAX_RETRY_SLEEP_S = 30.0
 _KAFKA_CALL_ATTEMPTS = 5
-
-
-@dataclass(frozen=True)
-class Stage(Generic[In]):
-    """A stage app: its name, the message type it consumes, and its pure handler."""
-
-    name: str
-    input: type[WireMessage]  # its topic_key names the input topic
-    handle: Callable[[In], Iterable[WireMessage]]
-    # Bytes -> message; default: input.from_wire. A topic carrying several types needs its own.
-    decode: Callable[[bytes | None], In] | None = None
-    # Sees a batch's decoded messages before they are handled one by one: work that is cheaper
-    # done for the whole batch at once (the embed stage fills its requests across messages).
-    # DownstreamUnavailable from it pauses like one from ``handle``.
-    prepare: Callable[[list[In]], None] | None = None
-    # After a batch's first record, how long to wait for more (default: BATCH_MAX_WAIT_S).
-    gather_wait_s: float | None = None
-
-    def decoded(self, value: bytes | None) -> In:
-        return self.decode(value) if self.decode else self.input.from_wire(value)
 
 
 @dataclass
@@ -98,7 +79,7 @@ class Runner(Generic[In]):
     def __init__(self, stage: Stage[In], settings: Settings) -> None:
         self.stage = stage
         self.settings = settings
-        self.input_topic = topic_name(settings, stage.input.topic_key)
+        self.input_topic = topic_name(settings, stage.spec.input_topic)
         self.group_id = f"{settings.topic_prefix}{stage.name}"
         instance = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
         self.transactional_id = f"{self.group_id}-{instance}"
@@ -173,7 +154,7 @@ class Runner(Generic[In]):
             return []
         limit = self.settings.batch_max_messages - 1
         records = [first, *self.consumer.consume(limit, self.settings.batch_max_wait_s)]
-        gather = self.stage.gather_wait_s
+        gather = self.stage.gather_wait_s if isinstance(self.stage, BatchStage) else None
         if gather is not None and len(records) > 1 and len(records) <= limit:
             records += self.consumer.consume(limit + 1 - len(records), gather)
         return records
@@ -198,7 +179,7 @@ class Runner(Generic[In]):
         # Decoded one at a time unless the stage prepares the whole batch: one decoded window
         # alive at a time, not batch_max_messages of them.
         decoded: list[In | Exception | None] | None = None
-        if self.stage.prepare is not None:
+        if isinstance(self.stage, BatchStage):
             decoded = [self._decode(record) for record in batch.records]
         try:
             try:
@@ -307,7 +288,7 @@ class Runner(Generic[In]):
                 self.consumer.seek(TopicPartition(topic, partition, offset))
 
     def _prepare(self, messages: list[In]) -> None:
-        assert self.stage.prepare is not None
+        assert isinstance(self.stage, BatchStage)
         try:
             self.stage.prepare(messages)
         except DownstreamUnavailable:
@@ -319,7 +300,7 @@ class Runner(Generic[In]):
     def _decode(self, record: Message) -> In | Exception:
         """The record's message, or why there is none (dead-lettered when its turn comes)."""
         try:
-            return self.stage.decoded(record.value())
+            return self.stage.spec.decode(record.value())  # type: ignore[return-value]
         except (InvalidWireMessage, PoisonInput) as exc:
             return exc
 

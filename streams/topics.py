@@ -1,10 +1,9 @@
-"""Every docstreams topic, declared once, and the idempotent `topics create` that applies them."""
+"""`topics create`: applies the topics declared in streams/pipeline.py, idempotently."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
@@ -18,68 +17,8 @@ from confluent_kafka.admin import (
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_fixed
 
 from streams.errors import DocstreamsError
+from streams.pipeline import TOPICS, TopicSpec
 from streams.settings import Settings
-
-DAY_MS = 24 * 3600 * 1000
-MIB = 2**20
-# Work topics are spread by `document_id:window`, so one large document is processed by many
-# consumers at once: their partition count caps each stage's replicas.
-WORK_PARTITIONS = 12
-TRACKER_APP = "tracker"  # faust app id = topic prefix + this
-TRACKER_TABLE = "documents"
-TRACKER_CHANGELOG = f"{TRACKER_APP}-{TRACKER_TABLE}-changelog"
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    key: str  # name without the configured prefix
-    partitions: int
-    retention_ms: int  # -1: keep forever
-    max_message_bytes: int
-    cleanup_policy: Literal["delete", "compact"]
-    purpose: str
-
-    def config(self) -> dict[str, str]:
-        return {
-            "retention.ms": str(self.retention_ms),
-            "max.message.bytes": str(self.max_message_bytes),
-            "cleanup.policy": self.cleanup_policy,
-        }
-
-
-# fmt: off
-TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("ingest", partitions=6, retention_ms=7 * DAY_MS, max_message_bytes=MIB,
-              cleanup_policy="delete",
-              purpose="DocumentSubmitted and delete requests, keyed by document_id"),
-    TopicSpec("extract-tasks", partitions=WORK_PARTITIONS, retention_ms=7 * DAY_MS,
-              max_message_bytes=MIB, cleanup_policy="delete",
-              purpose="one ExtractTask per page or time window"),
-    TopicSpec("pages", partitions=WORK_PARTITIONS, retention_ms=3 * DAY_MS,
-              max_message_bytes=8 * MIB, cleanup_policy="delete",
-              purpose="PageBatch: the text of one window"),
-    TopicSpec("chunks", partitions=WORK_PARTITIONS, retention_ms=3 * DAY_MS,
-              max_message_bytes=8 * MIB, cleanup_policy="delete",
-              purpose="ChunkBatch: the chunks of one window"),
-    TopicSpec("vectors", partitions=WORK_PARTITIONS, retention_ms=3 * DAY_MS,
-              max_message_bytes=8 * MIB, cleanup_policy="delete",
-              purpose="VectorBatch: chunks with their embeddings"),
-    TopicSpec("events", partitions=6, retention_ms=14 * DAY_MS, max_message_bytes=MIB,
-              cleanup_policy="delete",
-              purpose="stage progress events, keyed by document_id, folded by the tracker"),
-    TopicSpec("callbacks", partitions=6, retention_ms=7 * DAY_MS, max_message_bytes=MIB,
-              cleanup_policy="delete",
-              purpose="CallbackDue: signed completion/failure callbacks the tracker delivers"),
-    # The tracker's faust table changelog (faust names it <app id>-<table>-changelog): declared
-    # here so it is compacted and co-partitioned with ingest/events before the tracker starts.
-    TopicSpec(TRACKER_CHANGELOG, partitions=6, retention_ms=-1, max_message_bytes=4 * MIB,
-              cleanup_policy="compact",
-              purpose="document state per tenant/document (tracker table changelog)"),
-    TopicSpec("dlq", partitions=3, retention_ms=30 * DAY_MS, max_message_bytes=16 * MIB,
-              cleanup_policy="delete",
-              purpose="DeadLetter: input a stage could not process, with stage and reason"),
-)
-# fmt: on
 
 
 def topic_name(settings: Settings, key: str) -> str:

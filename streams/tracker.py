@@ -55,6 +55,7 @@ from streams.messages import (
     Message,
     utc_now,
 )
+from streams.pipeline import TRACKER_APP, TRACKER_TABLE
 from streams.settings import Settings
 from streams.status import (
     TERMINAL,
@@ -72,7 +73,7 @@ from streams.status import (
     idempotency_key,
     same_state,
 )
-from streams.topics import TRACKER_APP, TRACKER_TABLE, topic_name
+from streams.topics import topic_name
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from streams.kafka_clients import read_all
-from streams.messages import PageBatch
-from streams.runner import Runner, Stage
+from streams.messages import Message, PageBatch
+from streams.pipeline import STAGE_SPECS, Stage
+from streams.runner import Runner
 from streams.settings import Settings
 from streams.topics import topic_name
 
@@ -24,6 +26,14 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.3)
+
+
+def chunk_like_stage(
+    name: str, handle: Callable[[PageBatch], Iterable[Message]]
+) -> Stage[PageBatch]:
+    """A test stage in the chunk stage's place (pages in, chunks and events out), under its own
+    name and so its own consumer group."""
+    return Stage(dataclasses.replace(STAGE_SPECS["chunk"], name=name), handle)
 
 
 @contextmanager

@@ -8,13 +8,15 @@ can kill it in the middle of an open transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import uuid
 from pathlib import Path
 
 from streams.messages import Chunk, ChunkBatch, PageBatch
-from streams.runner import Runner, Stage, _Batch
+from streams.pipeline import STAGE_SPECS, Stage
+from streams.runner import Runner, _Batch
 from streams.settings import Settings
 
 
@@ -33,7 +35,7 @@ def one_chunk_per_page(batch: PageBatch) -> list[ChunkBatch]:
     return [ChunkBatch(**batch.carried(), chunks=chunks)]
 
 
-STAGE = Stage(name="test-chunk", input=PageBatch, handle=one_chunk_per_page)
+STAGE = Stage(dataclasses.replace(STAGE_SPECS["chunk"], name="test-chunk"), one_chunk_per_page)
 
 
 class BlockingRunner(Runner[PageBatch]):

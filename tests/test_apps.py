@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from streams.apps import APPS
 from streams.cli import app
+from streams.pipeline import APPS
 from streams.settings import Settings, as_environment
 from tests.apps_helpers import isolated, running_apps
 

@@ -32,8 +32,9 @@ from prometheus_client.process_collector import PROCESS_COLLECTOR
 from typer.testing import CliRunner
 
 from streams import lag, metrics, tracker
-from streams.apps import APPS, STAGES
+from streams.apps import STAGES
 from streams.cli import app
+from streams.pipeline import APPS, STAGE_SPECS, TOPICS
 from streams.settings import (
     DEFAULT_KAFKA_VERSION,
     DEFAULT_WEAVIATE_VERSION,
@@ -41,7 +42,6 @@ from streams.settings import (
     Settings,
     env_name,
 )
-from streams.topics import TOPICS
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -715,7 +715,7 @@ def test_every_stage_scales_on_its_own_lag_within_its_partitions(directory: str)
         assert trigger["type"] == "kafka"
         meta = trigger["metadata"]
         assert set(meta) <= KEDA_KAFKA_METADATA
-        topic = f"{config.topic_prefix}{lag.STAGE_INPUTS[stage].topic_key}"
+        topic = f"{config.topic_prefix}{STAGE_SPECS[stage].input_topic}"
         assert meta["topic"] == topic
         assert meta["consumerGroup"] == f"{config.topic_prefix}{stage}"  # the runner's group.id
         assert meta["bootstrapServers"] == config.bootstrap_servers

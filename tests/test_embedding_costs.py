@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from streams.adapters.weaviate_store import ChunkIndex
-from streams.apps import APPS
 from streams.messages import VectorBatch
+from streams.pipeline import APPS
 from streams.producer import submit
 from streams.progress import DocumentProgress, follow
 from streams.settings import Settings

@@ -17,7 +17,8 @@ from streams.health import serve
 from streams.kafka_clients import admin_client, base_config
 from streams.lag import LagCollector, stage_lags
 from streams.messages import ChunkBatch, Page, PageBatch
-from streams.runner import Runner, Stage
+from streams.pipeline import STAGE_SPECS, Stage
+from streams.runner import Runner
 from streams.settings import Settings, as_environment
 from streams.topics import create_topics, topic_name
 from tests.kafka_helpers import read_topic, wait_for
@@ -50,7 +51,7 @@ def test_lag_counts_waiting_records_then_falls_to_zero_and_the_endpoints_show_th
     producer.flush(30)
     assert _lag_total(settings) == 5
 
-    runner = Runner(Stage("chunk", PageBatch, one_chunk_per_page), settings)
+    runner = Runner(Stage(STAGE_SPECS["chunk"], one_chunk_per_page), settings)
     port = _free_port()
     server = serve(runner.health, "127.0.0.1", port)
     base = f"http://127.0.0.1:{port}"

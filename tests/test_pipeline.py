@@ -20,10 +20,10 @@ from confluent_kafka import Producer
 from typer.testing import CliRunner
 
 from streams.adapters.weaviate_store import ChunkIndex
-from streams.apps import APPS
 from streams.cli import app
 from streams.kafka_clients import producer_config
 from streams.messages import ChunkBatch, DeadLetter, DocumentSubmitted
+from streams.pipeline import APPS
 from streams.producer import submit
 from streams.progress import DocumentProgress, follow
 from streams.settings import Settings, as_environment

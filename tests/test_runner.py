@@ -20,10 +20,9 @@ from streams.cli import app
 from streams.errors import DownstreamUnavailable, PoisonInput
 from streams.kafka_clients import admin_client, base_config
 from streams.messages import ChunkBatch, DeadLetter, DocumentFailed, Message, Page, PageBatch
-from streams.runner import Stage
 from streams.settings import Settings, as_environment
 from streams.topics import create_topics, topic_name
-from tests.kafka_helpers import read_topic, running, wait_for
+from tests.kafka_helpers import chunk_like_stage, read_topic, running, wait_for
 from tests.runner_app import STAGE, one_chunk_per_page
 
 pytestmark = pytest.mark.stack
@@ -90,7 +89,7 @@ def test_poison_input_is_dead_lettered_and_the_partition_keeps_flowing(topics: S
 
     _publish(topics, [_page_batch("doc-a"), b"{not json", b'{"type": "PageBatch"}',
                       _page_batch("doc-b"), _page_batch("doc-c")])  # fmt: skip
-    with running(Stage("test-chunk", PageBatch, refuse_doc_b), topics):
+    with running(chunk_like_stage("test-chunk", refuse_doc_b), topics):
         wait_for(lambda: len(read_topic(topics, "dlq")) >= 3 and len(_chunk_docs(topics)) >= 2)
 
     assert sorted(_chunk_docs(topics)) == ["doc-a", "doc-c"]
@@ -128,7 +127,7 @@ def test_a_failing_input_is_retried_then_dead_lettered_with_its_attempts(
         return one_chunk_per_page(batch)
 
     _publish(topics, [_page_batch("flaky-once"), _page_batch("always-bad")])
-    with running(Stage("test-chunk", PageBatch, flaky), topics):
+    with running(chunk_like_stage("test-chunk", flaky), topics):
         wait_for(lambda: len(read_topic(topics, "dlq")) >= 1 and len(_chunk_docs(topics)) >= 1)
 
     assert _chunk_docs(topics) == ["flaky-once"]
@@ -149,7 +148,7 @@ def test_downstream_unavailable_pauses_and_retries_without_dead_lettering(
         return one_chunk_per_page(batch)
 
     _publish(topics, [_page_batch("d1"), _page_batch("d2")])
-    with running(Stage("test-chunk", PageBatch, weaviate_down_twice), topics):
+    with running(chunk_like_stage("test-chunk", weaviate_down_twice), topics):
         wait_for(lambda: len(_chunk_docs(topics)) >= 2)
     assert sorted(_chunk_docs(topics)) == ["d1", "d2"]
     assert read_topic(topics, "dlq") == []
@@ -204,7 +203,7 @@ def test_dead_letters_are_listed_and_replayed_to_their_topic_after_a_fix(
 
     env = as_environment(topics)
     _publish(topics, [_page_batch("doc-x")])
-    with running(Stage("test-chunk", PageBatch, refuse_until_fixed), topics):
+    with running(chunk_like_stage("test-chunk", refuse_until_fixed), topics):
         wait_for(lambda: len(read_topic(topics, "dlq")) == 1)
         listed = CliRunner().invoke(app, ["dlq", "list", "--json"], env=env)
         (entry,) = orjson.loads(listed.stdout)
@@ -227,7 +226,7 @@ def test_a_slow_batch_is_committed_in_parts_within_its_time_budget(topics: Setti
     docs = [f"slow-{i}" for i in range(12)]
     _publish(topics, [_page_batch(d) for d in docs])
     budget = topics.model_copy(update={"batch_max_seconds": 0.5})
-    with running(Stage("test-slow", PageBatch, slow), budget):
+    with running(chunk_like_stage("test-slow", slow), budget):
         wait_for(lambda: len(_chunk_docs(topics)) >= len(docs))
     assert sorted(_chunk_docs(topics)) == sorted(docs)
     committed = REGISTRY.get_sample_value(

@@ -15,10 +15,11 @@ import pytest
 from pydantic import SecretStr
 
 from streams.kafka_clients import base_config, read_all
+from streams.pipeline import TOPICS
 from streams.producer import submit
 from streams.progress import follow
 from streams.settings import Settings
-from streams.topics import TOPICS, topic_name
+from streams.topics import topic_name
 from streams.tracker import broker_credentials
 from tests.apps_helpers import isolated, running_apps
 from tests.callback_receiver import Receiver, receiving

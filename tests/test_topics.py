@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 
 from streams.cli import app
 from streams.kafka_clients import admin_client
+from streams.pipeline import TOPICS
 from streams.progress import follow
 from streams.settings import Settings, as_environment
-from streams.topics import TOPICS, TopicAction, create_topics, topic_name
+from streams.topics import TopicAction, create_topics, topic_name
 
 pytestmark = pytest.mark.stack
 
