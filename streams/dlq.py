@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from streams.errors import DocstreamsError
 from streams.kafka_clients import admin_client, base_config, producer_config
 from streams.messages import DeadLetter, InvalidWireMessage
-from streams.settings import Settings
+from streams.settings import KafkaSettings
 from streams.topics import topic_name
 
 _POLL_S = 0.5
@@ -24,7 +24,7 @@ class Entry:
     letter: DeadLetter
 
 
-def list_dead_letters(settings: Settings) -> list[Entry]:
+def list_dead_letters(settings: KafkaSettings) -> list[Entry]:
     """Every dead letter the DLQ topic holds now, oldest first per partition."""
     topic = topic_name(settings, "dlq")
     partitions = admin_client(settings).list_topics(topic, timeout=10).topics[topic].partitions
@@ -56,7 +56,7 @@ def list_dead_letters(settings: Settings) -> list[Entry]:
     return entries
 
 
-def replay(settings: Settings, entries: Iterable[Entry]) -> int:
+def replay(settings: KafkaSettings, entries: Iterable[Entry]) -> int:
     """Re-publish each dead letter's original record to its source topic; returns the count."""
     producer = Producer(producer_config(settings))
     count = 0

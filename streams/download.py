@@ -18,7 +18,7 @@ from typing import Protocol
 
 from streams.adapters import extractors, media
 from streams.adapters.blobstore import LocalBlobStore
-from streams.adapters.fetch import AddressGuard, Fetcher
+from streams.adapters.fetch import AddressGuard, Fetched, Fetcher
 from streams.adapters.media import MEDIA_TYPES
 from streams.adapters.sandbox import Sandbox
 from streams.adapters.weaviate_store import ChunkIndex, CurrentVersion
@@ -32,7 +32,7 @@ from streams.messages import (
     Message,
 )
 from streams.pipeline import STAGE_SPECS, Stage
-from streams.settings import Settings
+from streams.settings import ParseSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Window:
     end_s: float | None = None
 
 
-def plan_windows(content_type: str, pages: int, size: int, settings: Settings,
+def plan_windows(content_type: str, pages: int, size: int, settings: ParseSettings,
                  pages_per_window: int, duration_s: float = 0.0) -> list[Window]:  # fmt: skip
     if content_type in MEDIA_TYPES:
         span = settings.media_window_s
@@ -87,47 +87,11 @@ class Download:
     def __call__(self, request: IngestRequest) -> list[Message]:
         if isinstance(request, DeleteRequested):
             return []
-        partial = self.store.partial(request.tenant_id, request.document_id)
-        fetched = self.fetcher.fetch(request.source, partial)
-        blob = self.store.commit(partial, request.tenant_id, request.document_id, fetched.sha256)
-        path = self.store.path(blob)
-        if fetched.size == 0:
-            raise PoisonInput("empty document (0 bytes)")
-        content_type = extractors.sniff(path, request.filename)
-        claimed = _claimed_type(request)
-        if claimed and claimed != content_type:
-            # Typically an error or login page served instead of the document.
-            raise PoisonInput(f"the request says {claimed} but the bytes are {content_type}")
+        fetched, blob, content_type = self._fetch(request)
         current = self._current_version(request)
         if current is not None and current.version == fetched.sha256:
-            return [
-                DocumentPlanned(
-                    tenant_id=request.tenant_id,
-                    document_id=request.document_id,
-                    stage="download",
-                    version=fetched.sha256,
-                    window_count=0,
-                    pages=0,
-                    bytes=fetched.size,
-                    content_type=content_type,
-                    blob=blob,
-                    submitted_at=request.submitted_at,
-                    unchanged=True,
-                )
-            ]
-        pages, duration = 0, 0.0
-        if content_type in MEDIA_TYPES:
-            duration = self._duration(path)
-        if content_type == extractors.PDF:
-            pages = self.parser.call("counting the PDF's pages", extractors.pdf_page_count, path)
-            if pages > self.settings.max_pages:
-                raise ResourceLimitExceeded(
-                    "pages", f"{pages} pages, more than MAX_PAGES={self.settings.max_pages}"
-                )
-        per_window = request.pages_per_window or self.settings.pages_per_window
-        windows = plan_windows(
-            content_type, pages, fetched.size, self.settings, per_window, duration
-        )
+            return [self._planned(request, fetched, blob, content_type, 0, 0, unchanged=True)]
+        pages, windows = self._plan(request, self.store.path(blob), content_type, fetched.size)
         filename = request.filename or _filename(request.source)
         tasks: list[Message] = [
             ExtractTask(
@@ -147,19 +111,57 @@ class Download:
             )
             for i, w in enumerate(windows)
         ]
-        planned = DocumentPlanned(
+        return [*tasks, self._planned(request, fetched, blob, content_type, len(windows), pages)]
+
+    def _fetch(self, request: DocumentSubmitted) -> tuple[Fetched, str, str]:
+        """The document downloaded (resumed where an earlier try stopped) into the blob store:
+        what was fetched, its blob and its sniffed content type."""
+        partial = self.store.partial(request.tenant_id, request.document_id)
+        fetched = self.fetcher.fetch(request.source, partial)
+        blob = self.store.commit(partial, request.tenant_id, request.document_id, fetched.sha256)
+        if fetched.size == 0:
+            raise PoisonInput("empty document (0 bytes)")
+        content_type = extractors.sniff(self.store.path(blob), request.filename)
+        claimed = _claimed_type(request)
+        if claimed and claimed != content_type:
+            # Typically an error or login page served instead of the document.
+            raise PoisonInput(f"the request says {claimed} but the bytes are {content_type}")
+        return fetched, blob, content_type
+
+    def _plan(
+        self, request: DocumentSubmitted, path: Path, content_type: str, size: int
+    ) -> tuple[int, list[Window]]:
+        """The document's page count (PDFs) and its windows."""
+        pages, duration = 0, 0.0
+        if content_type in MEDIA_TYPES:
+            duration = self._duration(path)
+        if content_type == extractors.PDF:
+            pages = self.parser.call("counting the PDF's pages", extractors.pdf_page_count, path)
+            if pages > self.settings.max_pages:
+                raise ResourceLimitExceeded(
+                    "pages", f"{pages} pages, more than MAX_PAGES={self.settings.max_pages}"
+                )
+        per_window = request.pages_per_window or self.settings.pages_per_window
+        return pages, plan_windows(content_type, pages, size, self.settings, per_window, duration)
+
+    @staticmethod
+    def _planned(
+        request: DocumentSubmitted, fetched: Fetched, blob: str, content_type: str,
+        window_count: int, pages: int, unchanged: bool = False,
+    ) -> DocumentPlanned:  # fmt: skip
+        return DocumentPlanned(
             tenant_id=request.tenant_id,
             document_id=request.document_id,
             stage="download",
             version=fetched.sha256,
-            window_count=len(windows),
+            window_count=window_count,
             pages=pages,
             bytes=fetched.size,
             content_type=content_type,
             blob=blob,
             submitted_at=request.submitted_at,
+            unchanged=unchanged,
         )
-        return [*tasks, planned]
 
     def _duration(self, path: Path) -> float:
         info = media.probe(path, self.settings.ffmpeg_timeout_s)

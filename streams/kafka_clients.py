@@ -10,10 +10,10 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streams.settings import Settings
+from streams.settings import KafkaSettings
 
 
-def base_config(settings: Settings) -> dict[str, Any]:
+def base_config(settings: KafkaSettings) -> dict[str, Any]:
     """Settings common to admin, producer and consumer clients."""
     config: dict[str, Any] = {
         **settings.kafka_extra_config,
@@ -34,7 +34,7 @@ def base_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
-def producer_config(settings: Settings) -> dict[str, Any]:
+def producer_config(settings: KafkaSettings) -> dict[str, Any]:
     """Producer settings every docstreams producer shares.
 
     murmur2 is the Java client's partitioner, and aiokafka's (the tracker): a key lands on the
@@ -43,12 +43,12 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     return {**base_config(settings), "partitioner": "murmur2_random", "enable.idempotence": True}
 
 
-def admin_client(settings: Settings) -> AdminClient:
+def admin_client(settings: KafkaSettings) -> AdminClient:
     return AdminClient(base_config(settings))
 
 
 def read_all(
-    settings: Settings, topic: str, isolation: str = "read_committed", timeout_s: float = 120.0
+    settings: KafkaSettings, topic: str, isolation: str = "read_committed", timeout_s: float = 120.0
 ) -> list[Message]:
     """Every record of a topic right now, all partitions, without joining a group's offsets
     (for checks, audits and tests; not for processing)."""

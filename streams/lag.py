@@ -27,7 +27,7 @@ from tenacity import retry, retry_if_exception, stop_after_delay, wait_fixed
 
 from streams.kafka_clients import admin_client, base_config
 from streams.pipeline import STAGE_SPECS
-from streams.settings import Settings
+from streams.settings import KafkaSettings
 from streams.topics import topic_name
 
 # Raw lag at or below this is probed for markers-only (each batch adds one marker).
@@ -49,7 +49,7 @@ class PartitionLag:
         return asdict(self)
 
 
-def stage_lags(settings: Settings, stages: Iterable[str] = STAGE_SPECS) -> list[PartitionLag]:
+def stage_lags(settings: KafkaSettings, stages: Iterable[str] = STAGE_SPECS) -> list[PartitionLag]:
     admin = admin_client(settings)
     result = []
     for stage in stages:
@@ -83,7 +83,7 @@ def _transient(exc: BaseException) -> bool:
 @retry(retry=retry_if_exception(_transient), stop=stop_after_delay(30), wait=wait_fixed(0.5),
        reraise=True)  # fmt: skip
 def _group_lags(
-    admin: AdminClient, settings: Settings, stage: str, group: str, topic: str
+    admin: AdminClient, settings: KafkaSettings, stage: str, group: str, topic: str
 ) -> list[PartitionLag]:
     metadata = admin.list_topics(topic, timeout=_TIMEOUT_S).topics[topic]
     if metadata.error is not None:
@@ -124,7 +124,7 @@ def _offsets(admin: AdminClient, partitions: list[TopicPartition], spec: Any) ->
     return {tp.partition: int(f.result(_TIMEOUT_S).offset) for tp, f in futures.items()}
 
 
-def _records_after(settings: Settings, topic: str, partition: int, offset: int) -> bool:
+def _records_after(settings: KafkaSettings, topic: str, partition: int, offset: int) -> bool:
     """Whether a read_committed consumer finds any record at or after ``offset``."""
     consumer = KafkaConsumer(
         {
@@ -154,7 +154,7 @@ def _records_after(settings: Settings, topic: str, partition: int, offset: int) 
 class LagCollector(Collector):
     """kafka_exporter-compatible series, computed at each scrape."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
 
     def collect(self) -> Iterable[GaugeMetricFamily]:

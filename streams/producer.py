@@ -10,7 +10,7 @@ from confluent_kafka import Producer
 from streams.errors import DocstreamsError
 from streams.kafka_clients import producer_config
 from streams.messages import DeleteRequested, DocumentMessage, DocumentSubmitted
-from streams.settings import Settings
+from streams.settings import KafkaSettings
 from streams.topics import topic_name
 
 
@@ -22,7 +22,7 @@ def default_document_id(source: str) -> str:
 
 
 def submit(
-    settings: Settings,
+    settings: KafkaSettings,
     source: str,
     tenant_id: str,
     document_id: str | None = None,
@@ -40,13 +40,13 @@ def submit(
     return request
 
 
-def request_delete(settings: Settings, tenant_id: str, document_id: str) -> DeleteRequested:
+def request_delete(settings: KafkaSettings, tenant_id: str, document_id: str) -> DeleteRequested:
     request = DeleteRequested(tenant_id=tenant_id, document_id=document_id)
     _publish(settings, request)
     return request
 
 
-def _publish(settings: Settings, request: DocumentMessage) -> None:
+def _publish(settings: KafkaSettings, request: DocumentMessage) -> None:
     # Not idempotent: an idempotent producer first waits for its producer id, and librdkafka
     # asks for one on a 500 ms timer (measured: 0.51 s per submit against 0.008 s). That buys
     # nothing for one record: the worst case is the same request twice after a lost ack, and a

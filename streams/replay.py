@@ -18,7 +18,7 @@ from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]  # Java
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from streams.kafka_clients import admin_client, base_config
-from streams.settings import Settings
+from streams.settings import KafkaSettings
 
 # Broker timestamps and the producers' clocks may differ slightly: start a little early.
 _LOOKBACK_S = 60.0
@@ -30,7 +30,7 @@ def partition_of(key: bytes, partitions: int) -> int:
 
 
 def records_of(
-    settings: Settings, topic: str, key: bytes, since: datetime, timeout_s: float = 60.0
+    settings: KafkaSettings, topic: str, key: bytes, since: datetime, timeout_s: float = 60.0
 ) -> list[bytes]:
     """The committed records of ``topic`` with ``key`` written at or after ``since``, in order
     (blocking: run it in a thread)."""

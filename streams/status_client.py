@@ -12,12 +12,12 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from streams.errors import DocstreamsError
-from streams.settings import Settings
+from streams.settings import TrackerSettings
 
 _FINAL = {"completed", "failed", "deleted"}
 
 
-def document_status(settings: Settings, tenant_id: str, document_id: str) -> dict[str, Any]:
+def document_status(settings: TrackerSettings, tenant_id: str, document_id: str) -> dict[str, Any]:
     url = f"{settings.status_api_url}/documents/{tenant_id}/{document_id}"
     try:
         response = httpx.get(url, timeout=10)
@@ -34,7 +34,11 @@ def document_status(settings: Settings, tenant_id: str, document_id: str) -> dic
 
 
 def watch_status(
-    settings: Settings, tenant_id: str, document_id: str, console: Console, poll_s: float = 1.0
+    settings: TrackerSettings,
+    tenant_id: str,
+    document_id: str,
+    console: Console,
+    poll_s: float = 1.0,
 ) -> dict[str, Any]:
     """Poll until the document is completed, failed or deleted, with a progress bar."""
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),

@@ -18,10 +18,10 @@ from tenacity import retry, retry_if_exception, stop_after_delay, wait_fixed
 
 from streams.errors import DocstreamsError
 from streams.pipeline import TOPICS, TopicSpec
-from streams.settings import Settings
+from streams.settings import KafkaSettings, Settings
 
 
-def topic_name(settings: Settings, key: str) -> str:
+def topic_name(settings: KafkaSettings, key: str) -> str:
     return f"{settings.topic_prefix}{key}"
 
 

@@ -12,14 +12,14 @@ from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.exceptions import WeaviateBaseError
 
 from streams.errors import DownstreamUnavailable
-from streams.settings import Settings
+from streams.settings import IndexSettings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-def connect_weaviate(settings: Settings) -> weaviate.WeaviateClient:
+def connect_weaviate(settings: IndexSettings) -> weaviate.WeaviateClient:
     key = settings.weaviate_api_key
     return weaviate.connect_to_custom(
         http_host=settings.weaviate_host,
@@ -39,7 +39,7 @@ class WeaviateAdapter:
     """Base of the Weaviate adapters: one client per adapter, connected on first use (an
     unreachable server is back-pressure, not an error), closed with the adapter."""
 
-    settings: Settings
+    settings: IndexSettings
 
     @cached_property
     def client(self) -> weaviate.WeaviateClient:

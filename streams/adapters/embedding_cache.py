@@ -60,6 +60,9 @@ class EmbeddingCache(Protocol):
 
 
 class WeaviateEmbeddingCache(WeaviateAdapter):
+    settings: Settings
+
+    # Both sections: the cache's policy (embed) and its collection's name (index).
     def __init__(self, settings: Settings, dimensions: int) -> None:
         self.settings = settings
         shared = "Shared" if settings.embed_cache_scope == "global" else ""

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
-from streams.settings import Settings
+from streams.settings import EmbedSettings
 
 
 def openai_sdk() -> ModuleType:
@@ -20,7 +20,7 @@ def openai_sdk() -> ModuleType:
     return openai
 
 
-def openai_client(settings: Settings) -> Any:
+def openai_client(settings: EmbedSettings) -> Any:
     key = settings.openai_api_key
     return openai_sdk().OpenAI(
         api_key=key.get_secret_value() if key else "unset",

@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from streams.errors import PoisonInput, ResourceLimitExceeded
-from streams.settings import Settings
+from streams.settings import ParseSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,7 +38,7 @@ class Limits:
 
 class Sandbox:
     @classmethod
-    def for_parsing(cls, settings: Settings) -> Sandbox:
+    def for_parsing(cls, settings: ParseSettings) -> Sandbox:
         return cls(
             Limits(
                 memory_mb=settings.parser_memory_mb,

@@ -88,6 +88,7 @@ def _is_word(token: str) -> bool:
 
 
 class OpenAITranscriber:
+    # Both sections: the transcription model (parse) and the OpenAI account (embed).
     def __init__(self, settings: Settings) -> None:
         self.model = settings.openai_transcription_model
         self.probe_interval_s = settings.embed_probe_interval_s

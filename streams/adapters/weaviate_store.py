@@ -26,7 +26,7 @@ from weaviate.exceptions import WeaviateBaseError, WeaviateConnectionError
 
 from streams.errors import DownstreamUnavailable, TransientError
 from streams.messages import EmbeddedChunk, VectorBatch
-from streams.settings import Settings
+from streams.settings import IndexSettings
 from streams.weaviate_clients import WeaviateAdapter
 
 # Ids are matched whole: with the default word tokenization, a filter on "report-1" would also
@@ -91,7 +91,7 @@ class Hit:
 
 
 class ChunkIndex(WeaviateAdapter):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: IndexSettings) -> None:
         self.settings = settings
         self.name = settings.weaviate_collection
         self._ready = False
