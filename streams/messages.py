@@ -49,7 +49,7 @@ class Message(BaseModel):
     """Base of every Kafka message: versioned, strict (unknown fields are refused), immutable."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_require_envelope)
-    topic_key: ClassVar[str]  # which declared topic carries it (streams/topics.py)
+    topic_key: ClassVar[str]  # which declared topic carries it (streams/pipeline.py)
 
     schema_version: Literal[1] = 1
 

@@ -77,16 +77,9 @@ class Settings(
         return init_settings, env_settings, dotenv_settings, files
 
 
-SECTIONS: tuple[type[Section], ...] = (
-    GeneralSettings,
-    KafkaSettings,
-    RunnerSettings,
-    FetchSettings,
-    ParseSettings,
-    EmbedSettings,
-    IndexSettings,
-    TrackerSettings,
-    LocalStackSettings,
+# In the order Settings names them: the README's table follows it.
+SECTIONS: tuple[type[Section], ...] = tuple(
+    base for base in Settings.__bases__ if issubclass(base, Section)
 )
 
 
