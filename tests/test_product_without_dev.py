@@ -40,12 +40,15 @@ def test_no_product_module_imports_the_development_package() -> None:
 
 
 def test_running_a_stage_imports_none_of_the_tooling() -> None:
-    # What `docstreams run embed` imports before it connects: the CLI (with the plugin's
-    # commands when docstreams-dev is installed), the app runner and the embed stage.
+    # What `docstreams run embed` imports before it connects: the CLI with the plugins'
+    # commands (as streams.cli.main joins them), the app runner and the embed stage.
     code = f"""
 import importlib, sys
 from importlib.metadata import entry_points
-import streams.cli, streams.apps
+from streams.cli import app
+from streams.cli.plugins import add_plugins
+add_plugins(app)
+import streams.apps
 from streams.pipeline import STAGE_SPECS
 importlib.import_module(STAGE_SPECS["embed"].module)
 plugged = bool(entry_points(group="docstreams.cli"))
