@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson
 
+from docstreams_dev.chaos import TENANT, ChaosPlan, build_documents, ingest, passed, run
+from docstreams_dev.servers.openai_server import EmbeddingsApi, serving
+from docstreams_dev.stack import Stack
+from docstreams_dev.stack.ports import private_stack_settings
 from streams.adapters.embedding_cache import WeaviateEmbeddingCache, cache_key
 from streams.adapters.weaviate_store import ChunkIndex
-from streams.chaos import TENANT, ChaosPlan, build_documents, ingest, passed, run
 from streams.settings import Settings
-from streams.stack import Stack
-from streams.stack.ports import private_stack_settings
-from tests.openai_server import EmbeddingsApi, serving
 
 DIMENSIONS = 256
 

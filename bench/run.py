@@ -181,7 +181,7 @@ SERIES = ["download", "extract", "chunk", "embed", "index", "tracker", "kafka", 
 # --- pipeline runs ---------------------------------------------------------------------------
 @contextlib.contextmanager
 def apps(settings: Settings, log: Path, replicas: int = 1) -> Iterator[psutil.Process]:
-    from tests.apps_helpers import running_apps
+    from docstreams_dev.apps import running_apps
 
     with running_apps(settings, log, replicas={"extract": replicas}) as supervisor:
         _wait_for_groups(supervisor, replicas)
@@ -283,7 +283,7 @@ def _folded_top(folded: Path, count: int = 10) -> list[str]:
 
 def large_run(stack_settings: Settings, workdir: Path, path: Path, replicas: int,
               servers: dict[str, psutil.Process], profiling: bool) -> dict[str, Any]:  # fmt: skip
-    from tests.openai_server import EmbeddingsApi, serving
+    from docstreams_dev.servers.openai_server import EmbeddingsApi, serving
 
     api = EmbeddingsApi(fast=True)
     with serving(api) as url:
@@ -454,8 +454,8 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from streams.stack import Stack
-    from streams.stack.ports import private_stack_settings
+    from docstreams_dev.stack import Stack
+    from docstreams_dev.stack.ports import private_stack_settings
 
     ensure_packages()
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -479,7 +479,7 @@ def main() -> int:
             max_download_bytes=4 * 2**30,
         )  # fmt: skip
         if args.profile:
-            from tests.apps_helpers import free_port_block
+            from docstreams_dev.stack.ports import free_port_block
 
             stack_settings = stack_settings.model_copy(
                 update={"weaviate_pprof_port": free_port_block(1)}

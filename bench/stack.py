@@ -19,9 +19,9 @@ from pathlib import Path
 
 import orjson
 
+from docstreams_dev.stack import Stack
+from docstreams_dev.stack.ports import private_stack_settings
 from streams.settings import Settings
-from streams.stack import Stack
-from streams.stack.ports import private_stack_settings
 
 
 def cold_install_seconds(service: str) -> float:
@@ -37,7 +37,7 @@ def cold_install_seconds(service: str) -> float:
             "MAVEN_OPTS": f"-Dmaven.repo.local={home}/.m2/repository",
         }
         code = (
-            "from streams.settings import Settings; from streams.stack import Stack; "
+            "from streams.settings import Settings; from docstreams_dev.stack import Stack; "
             f"s = Stack(Settings()); svc = s.{service}; svc.install()"
         )
         began = time.monotonic()

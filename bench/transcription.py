@@ -33,6 +33,7 @@ import orjson
 import psutil
 
 from bench.processes import Memory
+from docstreams_dev.media import recording
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.media import extract_audio
 from streams.adapters.transcribers import LocalSphinx
@@ -40,7 +41,6 @@ from streams.download import plan_windows
 from streams.extract import Extract
 from streams.messages import ExtractTask
 from streams.settings import Settings
-from tests.media import recording
 
 SENTENCES = [
     "The harbour master lights forty two blue lanterns on the north pier every night.",
@@ -152,11 +152,11 @@ def hour(folder: Path, minutes: int) -> dict[str, Any]:
 def pipeline(folder: Path, minutes: int) -> dict[str, Any]:
     """The same recording through the real apps (`run all`, each app its own process) on a
     private stack; peak RSS of each app's process (and of ffmpeg) sampled from /proc."""
+    from docstreams_dev.apps import running_apps
+    from docstreams_dev.stack import Stack
+    from docstreams_dev.stack.ports import private_stack_settings
     from streams.producer import submit
     from streams.progress import follow
-    from streams.stack import Stack
-    from streams.stack.ports import private_stack_settings
-    from tests.apps_helpers import running_apps
 
     total = minutes * 60.0
     source = recording(folder / "pipeline.wav", total,

@@ -7,16 +7,16 @@ import importlib
 import logging
 import os
 import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from streams.health import serve
 from streams.pipeline import STAGE_SPECS, Stage
 from streams.runner import Runner
 from streams.settings import Settings
+from streams.supervisor import ChildSpec, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,7 @@ log = logging.getLogger(__name__)
 # then loads just its own dependencies (an extract process has no Weaviate, OpenAI or ONNX
 # client in memory).
 STAGES = tuple(STAGE_SPECS)
-_RESTART_DELAY_S = 2.0
-_QUICK_EXIT_S = 15.0
-_MAX_QUICK_EXITS = 3
+_STOP_TIMEOUT_S = 60.0
 
 
 def run_stage(name: str, settings: Settings) -> None:
@@ -44,59 +42,40 @@ def run_all(settings: Settings, names: list[str], replicas: dict[str, int] | Non
 
     ``replicas`` runs more than one process of a stage (``extract-2``, ...), as a Deployment's
     replicas would: they share its consumer group and split its partitions.
-    Each child gets a stable instance id, so a restarted child fences its predecessor's open
-    transaction at once instead of stalling downstream consumers until it times out.
     """
-    processes = [
+    supervisor = Supervisor(app_processes(settings, names, replicas or {}))
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    supervisor.start_all()
+    crash_loop = not supervisor.supervise(stopping)
+    code = supervisor.stop_all(_STOP_TIMEOUT_S)
+    return 1 if crash_loop else code
+
+
+def app_processes(
+    settings: Settings,
+    names: list[str],
+    replicas: dict[str, int],
+    environment: Mapping[str, str] | None = None,
+) -> list[ChildSpec]:
+    """`docstreams run <app>` per process, named ``extract``, ``extract-2``, ...
+
+    Each gets a stable instance id, so a restarted child fences its predecessor's open
+    transaction at once instead of stalling downstream consumers until it times out.
+    ``environment`` replaces ours as the base of each child's.
+    """
+    names_and_apps = [
         (name if n == 1 else f"{name}-{n}", name)
         for name in names
-        for n in range(1, (replicas or {}).get(name, 1) + 1)
+        for n in range(1, replicas.get(name, 1) + 1)
     ]
-    app_of = dict(processes)
-    children: dict[str, subprocess.Popen[bytes]] = {}
-    started: dict[str, float] = {}
-    quick_exits: dict[str, int] = dict.fromkeys(app_of, 0)
-    stopping = False
-    failed = False
-
-    def spawn(name: str) -> None:
-        instance = settings.instance_id or "local"
-        replica = name.removeprefix(app_of[name])  # "" or "-2", ...
-        env = {**os.environ, "DOCSTREAMS_INSTANCE_ID": f"{instance}{replica}"}
+    instance = settings.instance_id or "local"
+    specs = []
+    for index, (name, app) in enumerate(names_and_apps):
+        replica = name.removeprefix(app)  # "" or "-2", ...
+        env = {**(environment or os.environ), "DOCSTREAMS_INSTANCE_ID": f"{instance}{replica}"}
         if settings.metrics_port:
-            port = settings.metrics_port + list(app_of).index(name)
-            env["DOCSTREAMS_METRICS_PORT"] = str(port)
-        argv = [sys.executable, "-m", "streams", "run", app_of[name]]
-        children[name] = subprocess.Popen(argv, env=env)
-        started[name] = time.monotonic()
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    for name in app_of:
-        spawn(name)
-    while not stopping:
-        time.sleep(0.5)
-        for name, child in list(children.items()):
-            if child.poll() is None or stopping:
-                continue
-            # A crash right after start is a crash loop (bad settings, missing service):
-            # restarting forever would only hide it.
-            quick = time.monotonic() - started[name] < _QUICK_EXIT_S
-            quick_exits[name] = quick_exits[name] + 1 if quick else 0
-            if quick_exits[name] >= _MAX_QUICK_EXITS:
-                log.error("%s keeps exiting right after start (code %s); stopping all",
-                          name, child.returncode)  # fmt: skip
-                stopping = failed = True
-                break
-            log.warning("%s exited with %s; restarting", name, child.returncode)
-            time.sleep(_RESTART_DELAY_S)
-            spawn(name)
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)  # each drains its batch and leaves its group
-    codes = [c.wait(60) for c in children.values()]
-    return 1 if failed else max(codes, default=0)
+            env["DOCSTREAMS_METRICS_PORT"] = str(settings.metrics_port + index)
+        specs.append(ChildSpec(name, [sys.executable, "-m", "streams", "run", app], env))
+    return specs

@@ -7,14 +7,6 @@ class DocstreamsError(Exception):
     """Base of every error docstreams raises on purpose."""
 
 
-class MissingToolError(DocstreamsError):
-    """A program the local stack needs (Java, Maven, Go) is absent or too old."""
-
-
-class StackError(DocstreamsError):
-    """A local stack service could not be installed, started or stopped."""
-
-
 class PoisonInput(DocstreamsError):
     """Input that can never be processed (corrupt, unsupported, refused): dead-letter it now."""
 
@@ -71,10 +63,8 @@ __all__ = [
     "DocstreamsError",
     "DownstreamUnavailable",
     "FatalRunnerError",
-    "MissingToolError",
     "PoisonInput",
     "ProviderRefused",
     "ResourceLimitExceeded",
-    "StackError",
     "TransientError",
 ]

@@ -15,9 +15,9 @@ from types import FrameType
 
 import pytest
 
+from docstreams_dev.stack import Stack
+from docstreams_dev.stack.ports import private_stack_settings
 from streams.settings import Settings
-from streams.stack import Stack
-from streams.stack.ports import private_stack_settings
 
 
 def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:

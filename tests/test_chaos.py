@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.chaos import ChaosPlan, passed, run
+from docstreams_dev.chaos import ChaosPlan, passed, run
 
 pytestmark = pytest.mark.chaos
 

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from docstreams_dev.servers.openai_server import EmbeddingsApi, Fault, serving
 from streams.adapters.embedders import LocalMiniLM, OpenAIEmbedder
 from streams.adapters.pacing import Bucket, RateLimiter, parse_duration, retry_after_s
 from streams.errors import DownstreamUnavailable, PoisonInput, ProviderRefused
 from streams.settings import Settings
-from tests.openai_server import EmbeddingsApi, Fault, serving
 
 
 def _embedder(base_url: str, **overrides: Any) -> OpenAIEmbedder:

@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from docstreams_dev.servers.openai_server import EmbeddingsApi, Fault, serving
 from streams.adapters.embedders import OpenAIEmbedder
 from streams.adapters.embedding_cache import WeaviateEmbeddingCache, cache_key
 from streams.embed import Embed
 from streams.errors import DownstreamUnavailable
 from streams.messages import Chunk, ChunkBatch, VectorBatch, WindowEmbedded
 from streams.settings import Settings
-from tests.openai_server import EmbeddingsApi, Fault, serving
 
 pytestmark = pytest.mark.stack
 

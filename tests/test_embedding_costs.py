@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from docstreams_dev.servers.openai_server import EmbeddingsApi, Fault, serving
 from streams.adapters.weaviate_store import ChunkIndex
 from streams.messages import VectorBatch
 from streams.pipeline import APPS
@@ -23,7 +24,6 @@ from streams.settings import Settings
 from streams.status_client import document_status
 from tests.apps_helpers import free_port_block, isolated, running_apps
 from tests.kafka_helpers import read_topic, wait_for
-from tests.openai_server import EmbeddingsApi, Fault, serving
 
 pytestmark = pytest.mark.stack
 TENANT = "acme"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from docstreams_dev.servers.http_server import Behaviour, serving
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.fetch import AddressGuard, Fetcher
 from streams.errors import PoisonInput, TransientError
-from tests.http_server import Behaviour, serving
 
 LOOPBACK = ["127.0.0.1/32"]
 BODY = os.urandom(3 * 2**20 + 12345)

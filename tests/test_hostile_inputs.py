@@ -23,6 +23,7 @@ import psutil
 import pytest
 from confluent_kafka import Producer
 
+from docstreams_dev.servers.http_server import Behaviour, serving
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.embedders import LocalMiniLM
 from streams.adapters.fetch import AddressGuard, Fetcher
@@ -37,7 +38,6 @@ from streams.status_client import document_status
 from streams.topics import topic_name
 from tests import hostile_files
 from tests.apps_helpers import app_process, isolated, running_apps
-from tests.http_server import Behaviour, serving
 from tests.kafka_helpers import read_topic, wait_for
 from tests.pdfs import SAMPLE, numbered_pages, write_pdf
 

@@ -13,6 +13,8 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
+from docstreams_dev.media import recording, require_tools
+from docstreams_dev.servers.openai_server import EmbeddingsApi, serving
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.transcribers import OpenAITranscriber
 from streams.cli import app
@@ -23,8 +25,6 @@ from streams.producer import submit
 from streams.progress import DocumentProgress, follow
 from streams.settings import Settings, as_environment
 from tests.apps_helpers import isolated, running_apps
-from tests.media import recording, require_tools
-from tests.openai_server import EmbeddingsApi, serving
 
 TENANT = "hearings"
 SENTENCE = "The harbour master lights forty two blue lanterns on the north pier every night."

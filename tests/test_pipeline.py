@@ -19,6 +19,8 @@ import pytest
 from confluent_kafka import Producer
 from typer.testing import CliRunner
 
+from docstreams_dev.servers.http_server import Behaviour, serving
+from docstreams_dev.stack import Stack
 from streams.adapters.weaviate_store import ChunkIndex
 from streams.cli import app
 from streams.kafka_clients import producer_config
@@ -27,10 +29,8 @@ from streams.pipeline import APPS
 from streams.producer import submit
 from streams.progress import DocumentProgress, follow
 from streams.settings import Settings, as_environment
-from streams.stack import Stack
 from streams.topics import topic_name
 from tests.apps_helpers import app_process, free_port_block, running_apps
-from tests.http_server import Behaviour, serving
 from tests.kafka_helpers import read_topic, wait_for
 from tests.pdfs import SAMPLE, SAMPLE_PAGE, SAMPLE_SENTENCE, numbered_pages, write_pdf
 

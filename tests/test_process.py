@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from streams.stack import process
+from docstreams_dev.stack import process
 
 
 def test_a_recycled_pid_is_not_taken_for_our_service(tmp_path: Path) -> None:

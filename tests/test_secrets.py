@@ -14,6 +14,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from docstreams_dev.servers.callback_receiver import Receiver, receiving
 from streams.kafka_clients import base_config, read_all
 from streams.pipeline import TOPICS
 from streams.producer import submit
@@ -22,7 +23,6 @@ from streams.settings import Settings
 from streams.topics import topic_name
 from streams.tracker import broker_credentials
 from tests.apps_helpers import isolated, running_apps
-from tests.callback_receiver import Receiver, receiving
 from tests.kafka_helpers import wait_for
 from tests.pdfs import SAMPLE
 

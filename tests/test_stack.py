@@ -17,12 +17,12 @@ from weaviate.classes.config import Configure, DataType, Property
 from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter
 
-from streams.cli import EXIT_NOT_HEALTHY, app
-from streams.errors import StackError
+from docstreams_dev.cli import EXIT_NOT_HEALTHY, stack_app
+from docstreams_dev.errors import StackError
+from docstreams_dev.stack import Stack
+from docstreams_dev.stack.ports import private_stack_settings
 from streams.kafka_clients import admin_client, base_config
 from streams.settings import Settings, as_environment
-from streams.stack import Stack
-from streams.stack.ports import private_stack_settings
 from streams.weaviate_clients import connect_weaviate
 from tests.apps_helpers import free_port_block
 from tests.kafka_helpers import read_topic
@@ -172,7 +172,7 @@ def test_weaviate_collection_with_self_provided_vectors_is_queried_back(
 def test_stack_status_json_reports_each_service_healthy_with_pid_and_ports(
     settings: Settings,
 ) -> None:
-    result = runner.invoke(app, ["stack", "status", "--json"], env=as_environment(settings))
+    result = runner.invoke(stack_app, ["status", "--json"], env=as_environment(settings))
     assert result.exit_code == 0, result.output
     services = {s["name"]: s for s in orjson.loads(result.stdout)}
     assert set(services) == {"kafka", "weaviate"}
@@ -189,7 +189,7 @@ def test_stack_up_on_a_running_stack_starts_nothing(settings: Settings) -> None:
 
 
 def test_stack_check_command_round_trips_both_services(settings: Settings) -> None:
-    result = runner.invoke(app, ["stack", "check"], env=as_environment(settings))
+    result = runner.invoke(stack_app, ["check"], env=as_environment(settings))
     assert result.exit_code == 0, result.output
     assert "read_committed saw committed-1, committed-2" in result.output
     assert "nearest to (0.1, 0.9, 0) is 'east'" in result.output
@@ -202,12 +202,12 @@ def test_stack_down_and_up_again_keeps_data_and_reports_status(tmp_path: Path) -
     try:
         assert all(r.started for r in stack.up())
         topic = _new_topic(settings)
-        assert runner.invoke(app, ["stack", "down"], env=env).exit_code == 0
-        down = runner.invoke(app, ["stack", "status", "--json"], env=env)
+        assert runner.invoke(stack_app, ["down"], env=env).exit_code == 0
+        down = runner.invoke(stack_app, ["status", "--json"], env=env)
         assert down.exit_code == EXIT_NOT_HEALTHY
         assert not any(s["running"] for s in orjson.loads(down.stdout))
 
-        assert runner.invoke(app, ["stack", "up"], env=env).exit_code == 0
+        assert runner.invoke(stack_app, ["up"], env=env).exit_code == 0
         assert topic in admin_client(settings).list_topics(timeout=10).topics
     finally:
         stack.down(purge=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from streams.cli import app
-from streams.errors import MissingToolError
-from streams.stack import tools
+from docstreams_dev.cli import stack_app
+from docstreams_dev.errors import MissingToolError
+from docstreams_dev.stack import tools
 
 
 def _fake_program(bin_dir: Path, name: str, output: str) -> None:
@@ -45,7 +45,7 @@ def test_old_go_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_stack_install_without_maven_prints_one_line(tmp_path: Path) -> None:
     env = {"PATH": str(tmp_path / "empty"), "DOCSTREAMS_CACHE_DIR": str(tmp_path / "cache")}
-    result = CliRunner().invoke(app, ["stack", "install"], env={**os.environ, **env})
+    result = CliRunner().invoke(stack_app, ["install"], env={**os.environ, **env})
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "is not on PATH" in lines[0]

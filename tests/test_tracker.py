@@ -21,6 +21,7 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from docstreams_dev.servers.callback_receiver import Receiver, receiving
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.callbacks import (
     IDEMPOTENCY_HEADER,
@@ -48,7 +49,6 @@ from streams.progress import DocumentProgress, follow
 from streams.settings import Settings, as_environment
 from streams.status import Action, DocumentState, Phase, TrackedMessage, complete, fold
 from tests.apps_helpers import app_process, running_apps
-from tests.callback_receiver import Receiver, receiving
 from tests.kafka_helpers import read_topic, wait_for
 from tests.pdfs import SAMPLE, numbered_pages, write_pdf
 

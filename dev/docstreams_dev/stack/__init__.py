@@ -7,10 +7,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from docstreams_dev.stack.kafka import KafkaBroker
+from docstreams_dev.stack.service import LocalService, ServiceStatus
+from docstreams_dev.stack.weaviate import WeaviateServer
 from streams.settings import Settings
-from streams.stack.kafka import KafkaBroker
-from streams.stack.service import LocalService, ServiceStatus
-from streams.stack.weaviate import WeaviateServer
 
 __all__ = ["KafkaBroker", "LocalService", "ServiceStatus", "Stack", "StartReport", "WeaviateServer"]
 

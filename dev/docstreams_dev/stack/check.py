@@ -16,7 +16,7 @@ from confluent_kafka.admin import NewTopic
 from weaviate.classes.config import Configure, DataType, Property
 from weaviate.classes.data import DataObject
 
-from streams.errors import StackError
+from docstreams_dev.errors import StackError
 from streams.kafka_clients import admin_client, base_config
 from streams.settings import Settings
 from streams.weaviate_clients import connect_weaviate

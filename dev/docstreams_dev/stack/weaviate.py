@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from streams.errors import StackError
-from streams.stack import tools
-from streams.stack.service import LocalService, atomic_dir
+from docstreams_dev.errors import StackError
+from docstreams_dev.stack import tools
+from docstreams_dev.stack.service import LocalService, atomic_dir
 
 MODULE = "github.com/weaviate/weaviate/cmd/weaviate-server"
 # Fixed per data dir: Weaviate's raft state remembers the node name.

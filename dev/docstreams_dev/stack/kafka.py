@@ -14,9 +14,9 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
-from streams.errors import StackError
-from streams.stack import process, tools
-from streams.stack.service import LocalService, atomic_dir
+from docstreams_dev.errors import StackError
+from docstreams_dev.stack import process, tools
+from docstreams_dev.stack.service import LocalService, atomic_dir
 
 # maven-dependency-plugin pinned so the jar set is reproducible.
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"

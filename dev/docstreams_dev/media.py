@@ -1,5 +1,5 @@
-"""Recordings for the audio/video tests, made in the test: speech from espeak-ng (Debian) placed
-at given times in silence with ffmpeg, as WAV or as MP4 with a video track."""
+"""Recordings for the audio/video tests and benchmarks, made when needed: speech from espeak-ng
+(Debian) placed at given times in silence with ffmpeg, as WAV or as MP4 with a video track."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from docstreams_dev.errors import MissingToolError
 
 # A slow, spaced voice: what PocketSphinx's US English model hears best from espeak-ng.
 VOICE = ["-v", "en-us", "-s", "130", "-g", "8"]
@@ -16,7 +16,9 @@ VOICE = ["-v", "en-us", "-s", "130", "-g", "8"]
 def require_tools() -> None:
     missing = [t for t in ("espeak-ng", "ffmpeg", "ffprobe") if shutil.which(t) is None]
     if missing:  # scripts/bootstrap installs them; a bare machine gets a clear failure
-        pytest.fail(f"missing {missing}: run scripts/bootstrap (apt-get install ffmpeg espeak-ng)")
+        raise MissingToolError(
+            f"missing {missing}: run scripts/bootstrap (apt-get install ffmpeg espeak-ng)"
+        )
 
 
 def speech(text: str, out: Path) -> Path:

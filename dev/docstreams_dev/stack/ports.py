@@ -7,6 +7,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from docstreams_dev.stack.process import port_free
 from streams.settings import Settings
 
 _SINGLE_PORTS = (
@@ -47,3 +48,15 @@ def private_stack_settings(state_dir: Path, **overrides: Any) -> Settings:
             raise RuntimeError("no two adjacent free loopback ports found")
         ports: dict[str, Any] = {name: bind(0) for name in _SINGLE_PORTS}
     return Settings(state_dir=state_dir, weaviate_raft_port=raft, **ports, **overrides)
+
+
+def free_port_block(size: int) -> int:
+    """A free loopback port with ``size - 1`` free ports after it (`run all` numbers its
+    apps' metrics ports from it)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base: int = s.getsockname()[1]
+        if base + size < 65535 and all(port_free(base + i) for i in range(size)):
+            return base
+    raise RuntimeError("no block of free ports")

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler
 
 import orjson
 
-from tests.http_server import run_server
+from docstreams_dev.servers.http_server import run_server
 
 
 @dataclass(frozen=True)

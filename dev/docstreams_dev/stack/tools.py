@@ -6,7 +6,7 @@ import re
 import shutil
 import subprocess
 
-from streams.errors import MissingToolError
+from docstreams_dev.errors import MissingToolError
 
 MIN_JAVA_MAJOR = 17  # Kafka 4.x brokers need Java 17
 MIN_GO = (1, 26)  # Weaviate v1.37+ declares `go 1.26` in its go.mod

@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import orjson
 
+from docstreams_dev.servers.http_server import run_server
 from streams.adapters.embedders import LocalMiniLM
 from streams.adapters.openai_tokens import openai_encoding
 from streams.adapters.transcribers import LocalSphinx
-from tests.http_server import run_server
 
 
 @dataclass(frozen=True)

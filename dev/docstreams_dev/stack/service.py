@@ -12,9 +12,9 @@ from typing import Any
 
 import psutil
 
-from streams.errors import StackError
+from docstreams_dev.errors import StackError
+from docstreams_dev.stack import process
 from streams.settings import Settings
-from streams.stack import process
 
 _PROBE_INTERVAL_S = 0.5
 

@@ -1,0 +1,85 @@
+"""What docstreams declares: its topics, its messages' JSON Schemas, its settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from streams.cli.root import app, clear_errors, console
+from streams.kafka_clients import admin_client
+from streams.pipeline import TOPICS
+from streams.settings import Settings, settings_table
+from streams.topics import create_topics, topic_name
+
+topics_app = typer.Typer(
+    help="docstreams topics, declared in streams/pipeline.py.", no_args_is_help=True
+)
+app.add_typer(topics_app, name="topics")
+schemas_app = typer.Typer(
+    help="JSON Schemas of the messages, generated from streams/messages.py.", no_args_is_help=True
+)
+app.add_typer(schemas_app, name="schemas")
+
+
+@topics_app.command("create")
+@clear_errors
+def topics_create() -> None:
+    """Create missing topics and restore drifted configs; safe to run any number of times."""
+    settings = Settings()
+    results = create_topics(admin_client(settings), settings)
+    table = Table("topic", "partitions", "action", "note")
+    for r in results:
+        table.add_row(r.name, str(r.partitions), r.action.value, r.note)
+    console.print(table)
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """The declared topics and what they carry."""
+    settings = Settings()
+    table = Table("topic", "partitions", "retention", "max message", "cleanup", "purpose")
+    for t in TOPICS:
+        retention = "forever" if t.retention_ms < 0 else f"{t.retention_ms / 86_400_000:g} d"
+        table.add_row(
+            topic_name(settings, t.key),
+            str(t.partitions),
+            retention,
+            f"{t.max_message_bytes / 2**20:g} MiB",
+            t.cleanup_policy,
+            t.purpose,
+        )
+    console.print(table)
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Argument(help="Where to write them.")] = Path("schemas"),
+) -> None:
+    """Write one JSON Schema file per message type."""
+    from streams.schemas import export_schemas
+
+    for path in export_schemas(directory):
+        console.print(f"wrote {path}")
+
+
+# --- settings ------------------------------------------------------------------------------
+@app.command("settings")
+def settings_command(
+    markdown: Annotated[bool, typer.Option(help="Print the README's markdown table.")] = False,
+) -> None:
+    """Every setting: its environment variable, default and meaning."""
+    rows = settings_table()
+    if markdown:
+        typer.echo("| variable | default | meaning |\n|---|---|---|")
+        for var, default, doc in rows:
+            typer.echo(
+                f"| `{var}` | `{default}` | {doc} |" if default else f"| `{var}` | | {doc} |"
+            )
+        return
+    table = Table("variable", "default", "meaning")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
