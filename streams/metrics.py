@@ -1,4 +1,5 @@
-"""Prometheus metrics shared by every docstreams app (names follow Prometheus conventions)."""
+"""Prometheus metrics of every docstreams app, the tracker's included (names follow Prometheus
+conventions)."""
 
 from __future__ import annotations
 
@@ -91,6 +92,37 @@ PROVIDER_REFUSED = Gauge(
 )
 DEAD_LETTERS = Counter(
     "docstreams_dead_letters_total", "Records dead-lettered, by error class.", ["stage", "error"]
+)
+
+# --- the tracker ----------------------------------------------------------------------------
+TRACKER_RECORDS = Counter(
+    "docstreams_tracker_records_total",
+    "Records the tracker folded, by outcome (applied, unchanged, undecodable, error).",
+    ["outcome"],
+)
+CALLBACKS = Counter(
+    "docstreams_callbacks_total", "Callbacks by outcome (delivered, failed, skipped).", ["outcome"]
+)
+DOCUMENTS_FINISHED = Counter(
+    "docstreams_documents_finished_total",
+    "Documents the tracker finished, by outcome (completed, reused_unchanged, failed, deleted).",
+    ["outcome"],
+)
+TRACKER_RECHECKS = Counter(
+    "docstreams_tracker_rechecks_total",
+    "Stalled documents folded again from the log, by outcome (unchanged: nothing was missed; "
+    "recovered: the re-check found records the live fold had missed).",
+    ["outcome"],
+)
+DOCUMENTS = Gauge(
+    "docstreams_documents", "Documents by phase, in this tracker's partitions.", ["phase"]
+)
+DOCUMENTS_IN_FLIGHT = Gauge(
+    "docstreams_documents_in_flight", "Documents submitted and not yet completed or failed."
+)
+DOCUMENTS_STALLED = Gauge(
+    "docstreams_documents_stalled",
+    "Documents in flight whose state has not changed for TRACKER_STALLED_AFTER_S.",
 )
 
 

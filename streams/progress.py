@@ -1,7 +1,9 @@
-"""Following one document's progress on the events topic (for `submit --wait`).
+"""Following documents on the events topic (for `submit --wait`), with the tracker's own fold.
 
-Done means the tracker's verdict: DocumentCompleted (indexed, counted, searchable) or
-DocumentFailed; WindowIndexed events only move the progress bar.
+Each document's events are folded into a DocumentState exactly as the tracker folds them
+(streams/fold.py). Done means the tracker's verdict: DocumentCompleted (indexed, counted,
+searchable) or DocumentFailed (a stage's, or the tracker's own); WindowIndexed events only move
+the progress bar.
 """
 
 from __future__ import annotations
@@ -9,16 +11,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
+from streams.fold import TrackedMessage, decode_tracked, fold
 from streams.kafka_clients import admin_client, base_config
-from streams.messages import DocumentCompleted, DocumentFailed, DocumentPlanned, WindowIndexed
+from streams.messages import DocumentCompleted, DocumentFailed, utc_now
 from streams.settings import Settings
+from streams.status import DocumentState, Phase
 from streams.topics import topic_name
 
 # Broker timestamps and our clock may differ slightly: start a little early, then filter.
@@ -27,39 +30,52 @@ _LOOKBACK_S = 5.0
 
 @dataclass
 class DocumentProgress:
-    version: str | None = None
-    window_count: int | None = None
-    indexed: set[int] = field(default_factory=set)
-    chunks: int = 0
-    failure: DocumentFailed | None = None
+    """One request of a document as folded from its events, and the verdict that ended it."""
+
+    state: DocumentState
     completed: DocumentCompleted | None = None
-    submitted_at: datetime | None = None  # the request followed
+    failure: DocumentFailed | None = None
+
+    @classmethod
+    def of_request(
+        cls, tenant_id: str, document_id: str, submitted_at: datetime
+    ) -> DocumentProgress:
+        """Nothing folded yet; events of earlier requests will be ignored by the fold."""
+        state = DocumentState(tenant_id=tenant_id, document_id=document_id,
+                              submitted_at=submitted_at)  # fmt: skip
+        return cls(state)
 
     @property
     def done(self) -> bool:
         return self.failure is not None or self.completed is not None
 
-    def apply(self, event: dict[str, object], raw: bytes) -> None:
-        kind = event.get("type")
-        if kind == "DocumentPlanned":
-            planned = DocumentPlanned.from_wire(raw)
-            if planned.version != self.version:
-                self.indexed.clear()
-                self.chunks = 0
-            self.version, self.window_count = planned.version, planned.window_count
-        elif kind == "WindowIndexed":
-            done = WindowIndexed.from_wire(raw)
-            if done.version == self.version and done.window not in self.indexed:
-                self.indexed.add(done.window)  # a set: replayed events count once
-                self.chunks += done.items
-        elif kind == "DocumentFailed":
-            self.failure = DocumentFailed.from_wire(raw)
-        elif kind == "DocumentCompleted":
-            completed = DocumentCompleted.from_wire(raw)
-            if self.submitted_at is not None and completed.submitted_at != self.submitted_at:
-                return  # the tracker finishing an earlier request of this document
-            self.completed = completed
-            self.version, self.chunks = completed.version, completed.chunks
+    @property
+    def version(self) -> str | None:
+        return self.state.version
+
+    @property
+    def window_count(self) -> int | None:
+        return self.state.window_count
+
+    @property
+    def indexed(self) -> set[int]:
+        return self.state.done("index")
+
+    @property
+    def chunks(self) -> int:
+        """Searchable once completed; until then, what the indexed windows reported."""
+        completed = self.state.phase == Phase.COMPLETED
+        return self.state.chunks if completed else self.state.expected_chunks
+
+    def apply(self, message: TrackedMessage, now: datetime) -> None:
+        folded = fold(self.state, message, now)
+        self.state = folded.state
+        if not folded.changed:
+            return
+        if isinstance(message, DocumentCompleted) and self.state.phase == Phase.COMPLETED:
+            self.completed = message
+        elif isinstance(message, DocumentFailed) and self.state.phase == Phase.FAILED:
+            self.failure = message
 
 
 def follow(
@@ -137,7 +153,7 @@ def follow_all(
     # Retried while the cluster settles (a topic just made may have no leader yet).
     consumer.assign(_start_offsets(settings, consumer, topic, since))
     keys = {f"{tenant_id}/{d}".encode(): d for d in submitted}
-    progress = {d: DocumentProgress(submitted_at=at) for d, at in submitted.items()}
+    progress = {d: DocumentProgress.of_request(tenant_id, d, at) for d, at in submitted.items()}
     deadline = time.monotonic() + timeout_s
     try:
         while not all(p.done for p in progress.values()) and time.monotonic() < deadline:
@@ -145,12 +161,21 @@ def follow_all(
             if msg is None or msg.error() is not None or msg.key() not in keys:
                 continue
             document = keys[msg.key() or b""]
-            raw = msg.value() or b"{}"
-            event = orjson.loads(raw)
-            if datetime.fromisoformat(str(event.get("at"))) < submitted[document]:
-                continue  # an earlier submission's event, caught by the look-back
-            progress[document].apply(event, raw)
-            on_update(progress[document])
+            message = _event(msg.value(), since=submitted[document])
+            if message is not None:
+                progress[document].apply(message, utc_now())
+                on_update(progress[document])
     finally:
         consumer.close()
     return progress
+
+
+def _event(value: bytes | None, since: datetime) -> TrackedMessage | None:
+    """A record as an event of the request followed; None for anything else (an earlier
+    request's event caught by the look-back, a record that is no tracked message)."""
+    try:
+        message = decode_tracked(value or b"")
+    except ValueError:
+        return None
+    at: datetime | None = getattr(message, "at", None)
+    return None if at is not None and at < since else message

@@ -1,35 +1,21 @@
-"""One document's state, folded from its requests and stage events (the tracker's table value).
+"""One document's state: the tracker's table value, its status API view and its callback.
 
-``fold`` is pure: state + message -> new state + the side effects the tracker must carry out.
-Updates are idempotent (sets of window numbers, per-window counts, ordering by the request's
-own timestamp), because the tracker processes at least once and a replay must change nothing.
+The state changes only through the fold (streams/fold.py); this module says what it holds and
+how it is shown.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 
-from streams.messages import (
-    CallbackResult,
-    DeleteRequested,
-    DocumentCompleted,
-    DocumentDeleted,
-    DocumentFailed,
-    DocumentPlanned,
-    DocumentSubmitted,
-    WindowChunked,
-    WindowEmbedded,
-    WindowExtracted,
-    WindowIndexed,
-    utc_now,
-)
+from streams import pipeline
+from streams.messages import CallbackDue
 
 
 class Phase(StrEnum):
@@ -44,34 +30,9 @@ class Phase(StrEnum):
 
 
 TERMINAL = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.DELETED})
-WINDOW_STAGES = ("extract", "chunk", "embed", "index")
-_PHASE_OF_STAGE = {
-    "extract": Phase.EXTRACTING,
-    "chunk": Phase.CHUNKING,
-    "embed": Phase.EMBEDDING,
-    "index": Phase.INDEXING,
-}
-
-TrackedMessage = Annotated[
-    DocumentSubmitted
-    | DeleteRequested
-    | DocumentPlanned
-    | WindowExtracted
-    | WindowChunked
-    | WindowEmbedded
-    | WindowIndexed
-    | DocumentFailed
-    | DocumentCompleted
-    | DocumentDeleted
-    | CallbackResult,
-    Field(discriminator="type"),
-]
-_TRACKED: TypeAdapter[TrackedMessage] = TypeAdapter(TrackedMessage)
-
-
-def decode_tracked(value: bytes) -> TrackedMessage:
-    """A record of the ingest or events topic as a message (ValueError if it is none)."""
-    return _TRACKED.validate_python(orjson.loads(value))
+# The stages that report each window, in order, and each one's phase (streams/pipeline.py).
+WINDOW_STAGES = tuple(stage.name for stage in pipeline.WINDOW_STAGES)
+PHASE_OF_STAGE = {stage.name: Phase(stage.phase) for stage in pipeline.WINDOW_STAGES}
 
 
 class ErrorInfo(BaseModel):
@@ -145,6 +106,23 @@ class DocumentState(BaseModel):
         return self.window_count is not None and len(self.done("index")) >= self.window_count
 
     @property
+    def ready_to_check(self) -> bool:
+        """Whether the index may be counted: every window indexed, or nothing to index."""
+        return self.all_indexed or self.reused_unchanged or self.window_count == 0
+
+    @property
+    def outcome(self) -> str | None:
+        """How the document finished, if it has: completed, reused_unchanged, failed, deleted."""
+        if self.phase == Phase.COMPLETED:
+            return "reused_unchanged" if self.reused_unchanged else "completed"
+        return self.phase.value if self.phase in TERMINAL else None
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return {Phase.COMPLETED: self.completed_at, Phase.FAILED: self.failed_at,
+                Phase.DELETED: self.deleted_at}.get(self.phase)  # fmt: skip
+
+    @property
     def quiet_since(self) -> datetime | None:
         """Since when the state has not changed (its submission if it never did)."""
         return self.updated_at or self.submitted_at
@@ -211,216 +189,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-# --- side effects the tracker carries out ---------------------------------------------------
-class Action(StrEnum):
-    CHECK_COMPLETION = "check_completion"  # every window indexed: verify count, switch version
-    FORGET = "forget"  # delete every object of the document
-    CALLBACK_FAILED = "callback_failed"  # send the failure callback
-    CALLBACK = "callback"  # send the callback of the outcome already reached
-
-
-@dataclass
-class Folded:
-    state: DocumentState
-    changed: bool = True
-    actions: list[Action] = field(default_factory=list)
-
-
-def fold(state: DocumentState | None, message: TrackedMessage) -> Folded:
-    """Apply one message to a document's state."""
-    if state is None:
-        state = DocumentState(tenant_id=message.tenant_id, document_id=message.document_id)
-    new = state.model_copy(deep=True)
-    before = state.phase if state.updated_at is not None else None
-    result = _apply(new, message)
-    if result.changed:
-        now = utc_now()
-        result.state.updated_at = now
-        if result.state.phase != before:
-            result.state.phase_since = now
-    return result
-
-
 def same_state(a: DocumentState, b: DocumentState) -> bool:
     """Equal but for when it was last written."""
     volatile = {"updated_at", "phase_since"}
     return a.model_dump(exclude=volatile) == b.model_dump(exclude=volatile)
-
-
-def _apply(state: DocumentState, message: TrackedMessage) -> Folded:
-    _note_memory(state, message)
-    match message:
-        case DocumentSubmitted():
-            # ingest and events are separate topics: a request's own events may be folded
-            # before the request itself. Requests are told apart by their submitted_at.
-            if state.deleted_at is not None and message.submitted_at <= state.deleted_at:
-                return Folded(state, changed=False)
-            if state.submitted_at is not None and message.submitted_at < state.submitted_at:
-                return Folded(state, changed=False)  # an older request
-            if message.submitted_at == state.submitted_at:
-                return _request_details(state, message)  # seen first through its events
-            _start_submission(state, message.submitted_at)
-            return _request_details(state, message)
-        case DeleteRequested():
-            if state.deleted_at is not None and message.requested_at <= state.deleted_at:
-                return Folded(state, changed=False)
-            if state.submitted_at is not None and message.requested_at <= state.submitted_at:
-                return Folded(state, changed=False)  # a newer submission supersedes it
-            deleted = DocumentState(
-                tenant_id=state.tenant_id,
-                document_id=state.document_id,
-                phase=Phase.DELETED,
-                deleted_at=message.requested_at,
-                submissions=state.submissions,
-                blob=state.blob,
-            )
-            return Folded(deleted, actions=[Action.FORGET])
-        case DocumentPlanned():
-            if state.phase == Phase.DELETED or _older_request(state, message.submitted_at):
-                return Folded(state, changed=False)
-            if (
-                state.phase == Phase.COMPLETED
-                and message.submitted_at == state.submitted_at
-                and message.version == state.version
-            ):  # replayed after its own completion (a re-check ran ahead of the live fold)
-                return Folded(state, changed=False)
-            if _newer_request(state, message.submitted_at):
-                _start_submission(state, message.submitted_at)
-            state.version = message.version
-            state.window_count = message.window_count
-            if not message.unchanged:  # else: the pages counted when it was indexed stand
-                state.pages = message.pages
-            state.size_bytes = message.bytes
-            state.content_type, state.blob = message.content_type, message.blob
-            state.planned_at = message.at
-            state.windows_done = {}
-            state.chunks_by_window, state.tokens_by_window = {}, {}
-            state.cached_by_window, state.failed_pages_by_window = {}, {}
-            state.cached_tokens_by_window = {}
-            state.reused_unchanged = message.unchanged
-            state.phase = Phase.INDEXING if message.unchanged else Phase.EXTRACTING
-            check = message.unchanged or message.window_count == 0
-            return Folded(state, actions=[Action.CHECK_COMPLETION] if check else [])
-        case WindowExtracted() | WindowChunked() | WindowEmbedded() | WindowIndexed():
-            if state.phase == Phase.DELETED:
-                # Windows still in flight when the delete came: remove what they wrote.
-                forget = isinstance(message, WindowIndexed)
-                return Folded(state, changed=False, actions=[Action.FORGET] if forget else [])
-            if message.version != state.version:
-                return Folded(state, changed=False)  # an older version's straggler
-            done = state.done(message.stage)
-            done.add(message.window)
-            state.windows_done[message.stage] = sorted(done)
-            if isinstance(message, WindowExtracted):
-                state.failed_pages_by_window[message.window] = message.failed_pages
-            elif isinstance(message, WindowEmbedded):
-                state.tokens_by_window[message.window] = message.tokens
-                state.cached_by_window[message.window] = message.cached
-                state.cached_tokens_by_window[message.window] = message.cached_tokens
-            elif isinstance(message, WindowIndexed):
-                state.chunks_by_window[message.window] = message.items
-            if state.phase in TERMINAL:
-                return Folded(state)
-            state.phase = _phase(state)
-            if state.all_indexed:
-                return Folded(state, actions=[Action.CHECK_COMPLETION])
-            return Folded(state)
-        case DocumentFailed():
-            if _older_request(state, message.submitted_at) or state.phase == Phase.DELETED:
-                return Folded(state, changed=False)
-            if _newer_request(state, message.submitted_at):
-                _start_submission(state, message.submitted_at)
-            if state.phase in TERMINAL:
-                return Folded(state, changed=False)
-            if message.version is not None and state.version not in (None, message.version):
-                return Folded(state, changed=False)
-            fail(state, message.stage, message.reason, message.error_class, message.at)
-            return Folded(state, actions=[Action.CALLBACK_FAILED])
-        case CallbackResult():
-            if state.callback is None or state.callback.idempotency_key != message.idempotency_key:
-                return Folded(state, changed=False)
-            state.callback = state.callback.model_copy(
-                update={
-                    "outcome": message.outcome,
-                    "status_code": message.status_code,
-                    "attempts": message.attempts,
-                    "detail": message.detail,
-                    "at": message.at,
-                }
-            )
-            return Folded(state)
-        case DocumentCompleted() | DocumentDeleted():
-            return Folded(state, changed=False)  # the tracker's own record; already applied
-
-
-def _older_request(state: DocumentState, submitted_at: datetime | None) -> bool:
-    return None not in (submitted_at, state.submitted_at) and submitted_at < state.submitted_at  # type: ignore[operator]
-
-
-def _newer_request(state: DocumentState, submitted_at: datetime | None) -> bool:
-    return submitted_at is not None and (
-        state.submitted_at is None or submitted_at > state.submitted_at
-    )
-
-
-def _start_submission(state: DocumentState, submitted_at: datetime | None) -> None:
-    """A new request: progress starts over (the current version stays searchable)."""
-    state.resumed_after_failure = state.phase == Phase.FAILED
-    state.phase = Phase.QUEUED
-    state.submitted_at = submitted_at
-    state.request_id = state.callback_url = None
-    state.submissions += 1
-    state.error = None
-    state.callback = None
-    state.reused_unchanged = False
-    state.files_removed = False
-    state.deleted_at = None
-    state.completed_at = state.failed_at = None
-    state.window_count = None
-    state.windows_done = {}
-    state.chunks_by_window, state.tokens_by_window = {}, {}
-    state.cached_by_window, state.failed_pages_by_window = {}, {}
-    state.cached_tokens_by_window = {}
-
-
-def _request_details(state: DocumentState, message: DocumentSubmitted) -> Folded:
-    """What only the request carries. If its outcome is already known (its events came
-    first), the callback it asks for is due now."""
-    details = (message.request_id, message.callback_url)
-    if (state.request_id, state.callback_url) == details:
-        return Folded(state, changed=False)
-    state.request_id, state.callback_url = details
-    late = state.phase in (Phase.COMPLETED, Phase.FAILED) and message.callback_url
-    return Folded(state, actions=[Action.CALLBACK] if late and state.callback is None else [])
-
-
-def _phase(state: DocumentState) -> Phase:
-    """The first stage that has not finished every window."""
-    for stage in WINDOW_STAGES:
-        if state.window_count is None or len(state.done(stage)) < state.window_count:
-            return _PHASE_OF_STAGE[stage]
-    return Phase.INDEXING  # all indexed: completing
-
-
-def fail(state: DocumentState, stage: str, reason: str, error_class: str, at: datetime) -> None:
-    state.phase = Phase.FAILED
-    state.phase_since = state.failed_at = at
-    state.error = ErrorInfo(stage=stage, reason=reason, error_class=error_class, at=at)
-
-
-def complete(state: DocumentState, chunks: int) -> None:
-    state.phase = Phase.COMPLETED
-    state.current_version = state.version
-    state.chunks = chunks
-    state.phase_since = state.completed_at = utc_now()
-
-
-def _note_memory(state: DocumentState, message: TrackedMessage) -> None:
-    stage = getattr(message, "stage", None)
-    rss = getattr(message, "peak_rss_bytes", None)
-    if stage and rss:
-        mb = round(rss / 2**20, 1)
-        state.peak_rss_mb[stage] = max(state.peak_rss_mb.get(stage, 0.0), mb)
 
 
 def idempotency_key(state: DocumentState, event: str) -> str:
@@ -449,3 +221,20 @@ def callback_body(state: DocumentState, event: str) -> str:
             "finished_at": _iso(state.completed_at or state.failed_at),
         }
     ).decode()
+
+
+def callback_due(state: DocumentState) -> CallbackDue | None:
+    """The callback of the outcome the document reached, if its request asked for one."""
+    if not state.callback_url or state.phase not in (Phase.COMPLETED, Phase.FAILED):
+        return None
+    event: Literal["document.completed", "document.failed"] = (
+        "document.completed" if state.phase == Phase.COMPLETED else "document.failed"
+    )
+    return CallbackDue(
+        tenant_id=state.tenant_id,
+        document_id=state.document_id,
+        url=state.callback_url,
+        event=event,
+        idempotency_key=idempotency_key(state, event),
+        body=callback_body(state, event),
+    )

@@ -31,7 +31,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.process_collector import PROCESS_COLLECTOR
 from typer.testing import CliRunner
 
-from streams import lag, metrics, tracker
+from streams import lag, metrics
 from streams.apps import STAGES
 from streams.cli import app
 from streams.pipeline import APPS, STAGE_SPECS, TOPICS
@@ -266,8 +266,7 @@ def _known_metrics() -> dict[str, frozenset[str]]:
         "summary": ["", "_sum", "_count", "_created"],
     }
     known: dict[str, frozenset[str]] = {}
-    wrappers = [*vars(metrics).values(), *vars(tracker).values()]
-    for metric in wrappers:
+    for metric in vars(metrics).values():
         if isinstance(metric, MetricWrapperBase):
             labels = frozenset(metric._labelnames)
             for suffix in suffixes[str(metric._type)]:

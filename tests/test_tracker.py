@@ -1,7 +1,8 @@
 """The tracker: document state, completion check, versions, signed callbacks, status API.
 
-The fold is tested alone (pure); everything else on the real stack with `run all` (five stage
-processes and the tracker) and a real HTTP receiver for the callbacks.
+The fold is tested alone in tests/test_fold.py, settling its actions in
+tests/test_tracker_documents.py; here, signatures, then the real stack with `run all` (five
+stage processes and the tracker) and a real HTTP receiver for the callbacks.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,122 +34,15 @@ from streams.adapters.callbacks import (
 from streams.adapters.weaviate_store import ChunkIndex
 from streams.cli import app
 from streams.fault_injection import PLAN_VARIABLE, CrashPlan, CrashPoint
-from streams.messages import (
-    DeleteRequested,
-    DocumentPlanned,
-    DocumentSubmitted,
-    WindowChunked,
-    WindowEmbedded,
-    WindowExtracted,
-    WindowIndexed,
-    utc_now,
-)
 from streams.producer import submit
 from streams.progress import DocumentProgress, follow
 from streams.settings import Settings, as_environment
-from streams.status import Action, DocumentState, Phase, TrackedMessage, complete, fold
 from tests.apps_helpers import app_process, running_apps
 from tests.kafka_helpers import read_topic, wait_for
 from tests.pdfs import SAMPLE, numbered_pages, write_pdf
 
 TENANT = "acme"
 SECRET = "s3cret-for-acme"
-V1, V2 = "1" * 64, "2" * 64
-
-
-# --- the fold, alone ------------------------------------------------------------------------
-def _lifecycle(version: str = V1, windows: int = 2) -> list[TrackedMessage]:
-    ids: dict[str, Any] = {"tenant_id": TENANT, "document_id": "d1"}
-    window: dict[str, Any] = {**ids, "version": version, "window_count": windows}
-    messages: list[TrackedMessage] = [
-        DocumentSubmitted(**ids, source="https://example.org/d1.pdf"),
-        DocumentPlanned(**ids, stage="download", version=version, window_count=windows,
-                        pages=20, bytes=1000, content_type="application/pdf"),
-    ]  # fmt: skip
-    for w in range(windows):
-        messages += [
-            WindowExtracted(**window, window=w, items=10),
-            WindowChunked(**window, window=w, items=4),
-            WindowEmbedded(**window, window=w, items=4, tokens=400),
-            WindowIndexed(**window, window=w, items=4),
-        ]
-    return messages
-
-
-def _fold_all(messages: list[TrackedMessage], state: DocumentState | None = None) -> Any:
-    actions = []
-    for message in messages:
-        folded = fold(state, message)
-        state = folded.state
-        actions += folded.actions
-    return state, actions
-
-
-def _comparable(state: DocumentState) -> dict[str, Any]:
-    return state.model_dump(exclude={"updated_at"})
-
-
-def test_every_window_indexed_asks_for_the_completion_check_once() -> None:
-    state, actions = _fold_all(_lifecycle())
-    assert actions == [Action.CHECK_COMPLETION]
-    assert state.all_indexed and state.expected_chunks == 8 and state.tokens_spent == 800
-
-
-@pytest.mark.parametrize("start", range(2, 10))
-def test_replaying_the_tail_of_the_events_changes_nothing(start: int) -> None:
-    messages = _lifecycle()
-    state, _ = _fold_all(messages)
-    replayed, _ = _fold_all(messages[start:], state)
-    assert _comparable(replayed) == _comparable(state)
-
-
-def test_a_replayed_request_after_its_events_does_not_reset_the_document() -> None:
-    messages = _lifecycle()
-    state, _ = _fold_all(messages)
-    again = fold(state, messages[0])  # the ingest topic replayed after the events topic
-    assert not again.changed and again.state.all_indexed
-
-
-def test_a_request_folded_after_its_own_events_keeps_them_and_calls_back() -> None:
-    request = DocumentSubmitted(tenant_id=TENANT, document_id="d1", source="https://example.org/d1",
-                                callback_url="https://example.org/hook")  # fmt: skip
-    events = [
-        m.model_copy(update={"submitted_at": request.submitted_at})
-        if isinstance(m, DocumentPlanned) else m
-        for m in _lifecycle()[1:]
-    ]  # fmt: skip
-    state, actions = _fold_all(events)
-    assert actions == [Action.CHECK_COMPLETION] and state.submissions == 1
-    complete(state, chunks=8)
-    late = fold(state, request)
-    assert late.actions == [Action.CALLBACK]
-    assert late.state.phase == Phase.COMPLETED and late.state.all_indexed
-    assert late.state.callback_url == "https://example.org/hook" and late.state.submissions == 1
-
-
-def test_events_of_an_older_version_are_ignored() -> None:
-    state, _ = _fold_all(_lifecycle(V2)[:2])
-    straggler = WindowIndexed(tenant_id=TENANT, document_id="d1", version=V1, window=0,
-                              window_count=2, items=4)  # fmt: skip
-    assert not fold(state, straggler).changed
-
-
-def test_windows_still_in_flight_after_a_delete_are_removed_again() -> None:
-    messages = _lifecycle()
-    state, _ = _fold_all(messages[:4])
-    deleted = fold(state, DeleteRequested(tenant_id=TENANT, document_id="d1"))
-    assert deleted.state.phase == Phase.DELETED and deleted.actions == [Action.FORGET]
-    late = fold(deleted.state, messages[-1])
-    assert late.actions == [Action.FORGET] and late.state.phase == Phase.DELETED
-
-
-def test_a_new_submission_after_a_failure_counts_as_resumed() -> None:
-    state, _ = _fold_all(_lifecycle()[:2])
-    state.phase = Phase.FAILED
-    later = DocumentSubmitted(tenant_id=TENANT, document_id="d1", source="https://example.org/d1",
-                              submitted_at=utc_now() + timedelta(seconds=1))  # fmt: skip
-    resumed = fold(state, later).state
-    assert resumed.phase == Phase.QUEUED and resumed.resumed_after_failure
 
 
 # --- signatures -----------------------------------------------------------------------------
@@ -457,40 +350,3 @@ def _tracked(settings: Settings, document_id: str) -> bool:
     )
     assert result.exit_code == 0 or "knows no document" in result.output, result.output
     return result.exit_code == 0
-
-
-def test_the_phase_records_when_it_changed_and_keeps_it_while_it_stays() -> None:
-    messages = _lifecycle(windows=2)
-    state, _ = _fold_all(messages[:3])  # submitted, planned, window 0 extracted
-    assert state.phase == Phase.EXTRACTING and state.phase_since is not None
-    since = state.phase_since
-    later = fold(state, messages[3]).state  # window 0 chunked: still extracting window 1
-    assert later.phase == Phase.EXTRACTING and later.phase_since == since
-    assert later.updated_at is not None and state.updated_at is not None
-    assert later.updated_at >= state.updated_at
-
-
-def _one_request_lifecycle() -> list[TrackedMessage]:
-    """The lifecycle with its plan naming its request, as download's does."""
-    messages = _lifecycle()
-    request = messages[0]
-    assert isinstance(request, DocumentSubmitted)
-    messages[1] = messages[1].model_copy(update={"submitted_at": request.submitted_at})
-    return messages
-
-
-def test_a_plan_replayed_after_its_own_completion_changes_nothing() -> None:
-    messages = _one_request_lifecycle()
-    state, _ = _fold_all(messages)
-    complete(state, chunks=8)
-    again = fold(state, messages[1])  # DocumentPlanned of the same request, read again
-    assert not again.changed and again.state.phase == Phase.COMPLETED and not again.actions
-
-
-def test_a_plan_of_a_failed_document_read_again_starts_it_over() -> None:
-    # `docstreams dlq replay` re-publishes a request unchanged: its new plan revives the document
-    messages = _one_request_lifecycle()
-    state, _ = _fold_all(messages[:3])
-    state.phase = Phase.FAILED
-    again = fold(state, messages[1])
-    assert again.changed and again.state.phase == Phase.EXTRACTING

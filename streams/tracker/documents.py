@@ -1,0 +1,146 @@
+"""The tracker's document states and the one way they change.
+
+A change is folded (streams/fold.py), then settled, in this order: carry out the actions (each
+returns facts, folded in turn, which may ask for more), send the messages among the facts, write
+the state. A crash anywhere before the write redoes them all on the replayed record: each effect
+is idempotent, each callback keeps its key, and faust flushes the changelog before it commits the
+record's offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import faust
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from faust.exceptions import ProducerSendError
+
+from streams import metrics
+from streams.fold import Action, Folded, fold
+from streams.messages import Message, utc_now
+from streams.status import DocumentState
+from streams.tracker.effects import MAX_BACKOFF_S, Effects, until_done
+
+if TYPE_CHECKING:
+    from streams.fault_injection import CrashPlan
+
+log = logging.getLogger(__name__)
+
+# Set only by tests (streams/fault_injection.py), which is imported only then.
+_CRASH_PLAN_VARIABLE = "DOCSTREAMS_TEST_CRASH_PLAN"
+
+
+def _crash_plan() -> CrashPlan | None:
+    if not os.environ.get(_CRASH_PLAN_VARIABLE):
+        return None
+    from streams.fault_injection import CrashPlan
+
+    return CrashPlan.from_environment()
+
+
+class Documents:
+    """The table of document states (key ``tenant/document``), the lock that lets one state
+    change at a time, and the settling of a fold: effects, outputs, state write."""
+
+    def __init__(
+        self, app: faust.App, table: Any, outputs: dict[str, Any], effects: Effects
+    ) -> None:
+        self.app = app
+        self.table = table
+        self.outputs = outputs  # topic key -> faust topic (events, callbacks)
+        self.effects = effects
+        # The fold and the sweeps all read a state, await effects, then write it back;
+        # interleaved, one would overwrite the other.
+        self.lock = asyncio.Lock()
+        self.crash_plan = _crash_plan()
+
+    def get(self, key: str) -> DocumentState | None:
+        stored = self.table.get(key)
+        return DocumentState.from_bytes(stored) if stored is not None else None
+
+    def items(self) -> list[tuple[str, DocumentState]]:
+        return [(key, DocumentState.from_bytes(value)) for key, value in list(self.table.items())]
+
+    async def write(self, key: str, state: DocumentState) -> None:
+        """``table[key] = state``, awaited to the changelog's acknowledgement: faust's own flush
+        before an offset commit gives up after 0.1 s without progress, so only this makes the
+        state durable before the record that produced it counts as handled."""
+        value = state.to_bytes()
+        self.table.data[key] = value
+        await self.table.send_changelog(None, key, value)
+
+    def remove(self, key: str) -> None:
+        del self.table[key]  # a tombstone in the compacted changelog
+
+    async def send(self, message: Message) -> None:
+        """Awaited to the broker's acknowledgement before the state is written: a state that says
+        "completed" is never durable while its DocumentCompleted or callback could still be lost
+        (faust otherwise only flushes both together at its next commit). force=True: never held
+        back as an attachment until the offset commit (stream_publish_on_commit)."""
+        topic, delay = self.outputs[message.topic_key], 1.0
+        while True:  # the broker restarting is no reason to give up on an event
+            try:
+                delivery = await topic.send(
+                    key=message.kafka_key(), value=message.to_wire(), force=True
+                )
+                await delivery
+                return
+            except (KafkaError, ProducerSendError) as exc:
+                if isinstance(exc, KafkaError) and not exc.retriable:
+                    raise
+                log.warning("tracker: sending a %s failed (%s); retrying in %.0fs",
+                            type(message).__name__, exc, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+
+    async def settle(self, key: str, before: DocumentState | None, folded: Folded) -> None:
+        """Carry out a fold's actions, send the messages they established, write the state (the
+        caller holds the lock)."""
+        await self._crash_point("after_fold", key, folded)
+        state, changed, outputs = await self._carry_out(key, folded)
+        await self._crash_point("after_effects", key, folded)
+        for output in outputs:
+            await self.send(output)
+        await self._crash_point("after_send", key, folded)
+        if changed or folded.actions:
+            await self.write(key, state)
+            outcome = state.outcome
+            if outcome and (before is None or before.finished_at != state.finished_at):
+                metrics.DOCUMENTS_FINISHED.labels(outcome).inc()
+        await self._crash_point("after_table_write", key, folded)
+
+    async def _carry_out(
+        self, key: str, folded: Folded
+    ) -> tuple[DocumentState, bool, list[Message]]:
+        """Each action's facts folded in turn; the messages among them, to send."""
+        state, changed, outputs = folded.state, folded.changed, list[Message]()
+        pending: deque[Action] = deque(folded.actions)
+        while pending:
+            action = pending.popleft()
+            carry_out = functools.partial(self.effects.carry_out, action, state)
+            for fact in await until_done(carry_out, f"{type(action).__name__} of {key}"):
+                result = fold(state, fact, utc_now())
+                state, changed = result.state, changed or result.changed
+                pending.extend(result.actions)
+                if isinstance(fact, Message):
+                    outputs.append(fact)
+        return state, changed, outputs
+
+    def dropped(self, key: str, folded: Folded) -> bool:
+        """A test's lost delivery: the stalled-document re-check must find the record again."""
+        return self._crash_due("drop_event", key, folded)
+
+    async def _crash_point(self, point: str, key: str, folded: Folded) -> None:
+        if self.crash_plan is not None and self._crash_due(point, key, folded):
+            if point == "after_table_write":
+                await self.app.producer.flush()  # the state is durable; the offset is not committed
+            self.crash_plan.crash()
+
+    def _crash_due(self, point: str, key: str, folded: Folded) -> bool:
+        plan = self.crash_plan
+        return plan is not None and bool(folded.actions) and plan.due(point, key)
