@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -66,8 +67,17 @@ def test_every_schema_file_is_valid_and_versioned() -> None:
 
 
 def test_the_wheel_ships_the_schemas_and_no_development_tooling(tmp_path: Path) -> None:
+    # Built from a copy of the sources: setuptools reuses a checkout's build/ directory, where a
+    # module deleted since the last build would still be found and shipped.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for folder in ("streams", "schemas", "dev"):
+        shutil.copytree(ROOT / folder, source / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))  # fmt: skip
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
         check=True,
     )
     (wheel,) = tmp_path.glob("docstreams-*.whl")
