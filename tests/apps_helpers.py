@@ -1,4 +1,5 @@
-"""Running `docstreams run all` (every stage and the tracker, each its own process) in tests."""
+"""Running `docstreams run all` (every stage and the tracker, each its own process) in tests,
+submitting documents to it and reading what it made of them (vectors, Weaviate objects)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,18 @@ from typing import Any
 
 import psutil
 import pytest
+from weaviate.classes.query import Filter
 
-from streams.kafka_clients import admin_client
+from streams.messages import VectorBatch
+from streams.pipeline import APPS
+from streams.producer import submit
+from streams.progress import DocumentProgress, follow
 from streams.settings import Settings, as_environment
-from streams.topics import create_topics
+from streams.weaviate_clients import connect_weaviate
+from tests.kafka_helpers import batch_of, read_records, with_topics
 
 ROOT = Path(__file__).resolve().parents[1]
+TENANT = "acme"
 
 
 @contextmanager
@@ -33,7 +40,7 @@ def running_apps(
     """Create the topics, start `run all`; yields the supervisor; SIGTERM and wait at the end.
     With ``output``, every app's stdout and stderr go to that file; ``replicas``: processes per
     stage (`--replicas extract=2`); ``environment``: more variables for every app."""
-    create_topics(admin_client(settings), settings)
+    with_topics(settings)
     env = {**os.environ, **as_environment(settings), **(environment or {})}
     sink = output.open("ab") if output else None
     child = subprocess.Popen(
@@ -59,6 +66,13 @@ def app_process(supervisor: psutil.Process, name: str) -> psutil.Process | None:
     """The running child of `run all` for one app (`streams run <name>`)."""
     found = [p for p in supervisor.children() if p.cmdline()[-1:] == [name]]
     return found[0] if found else None
+
+
+def app_url(settings: Settings, name: str) -> str:
+    """Where one app of `run all` serves /metrics, /readyz and /resume: its ports are numbered
+    from METRICS_PORT in APPS order."""
+    assert settings.metrics_port is not None
+    return f"http://127.0.0.1:{settings.metrics_port + APPS.index(name)}"
 
 
 def free_port_block(size: int) -> int:
@@ -97,3 +111,57 @@ def isolated(
             **changes,
         }
     )
+
+
+def submit_and_wait(
+    settings: Settings,
+    source: str,
+    document_id: str,
+    tenant: str = TENANT,
+    timeout_s: float = 240,
+    **request: object,
+) -> DocumentProgress:
+    """Submit a document (``request``: more fields of the DocumentSubmitted) and follow its
+    events until it is completed or failed."""
+    submitted = submit(settings, source, tenant, document_id, **request)
+    return follow(settings, tenant, document_id, submitted.submitted_at, timeout_s=timeout_s)
+
+
+def vector_batches(
+    settings: Settings, document_id: str, isolation: str = "read_committed"
+) -> list[tuple[str | None, VectorBatch]]:
+    """A document's VectorBatches on the vectors topic, each with the runner batch that wrote
+    it; ``read_uncommitted`` also shows those of aborted and open transactions."""
+    return [
+        (batch_of(record), vectors)
+        for record in read_records(settings, "vectors", isolation)
+        if (vectors := VectorBatch.from_wire(record.value() or b"")).document_id == document_id
+    ]
+
+
+def embedded_chunk_ids(
+    settings: Settings, document_id: str, version: str | None = None
+) -> list[str]:
+    """The chunk ids of a document's committed vectors (of one version, if given), as often as
+    each is on the vectors topic."""
+    return [
+        chunk.id
+        for _, vectors in vector_batches(settings, document_id)
+        if version is None or vectors.version == version
+        for chunk in vectors.chunks
+    ]
+
+
+def indexed_chunk_ids(
+    settings: Settings, document_id: str, version: str | None = None, tenant: str = TENANT
+) -> list[str]:
+    """The ids of a document's chunk objects in Weaviate (of one version, if given)."""
+    where = Filter.by_property("document_id").equal(document_id)
+    if version is not None:
+        where = where & Filter.by_property("version").equal(version)
+    limit = 10_000  # Weaviate's default most results of one query
+    with connect_weaviate(settings) as client:
+        collection = client.collections.use(settings.weaviate_collection).with_tenant(tenant)
+        found = collection.query.fetch_objects(filters=where, limit=limit, return_properties=[])
+    assert len(found.objects) < limit, "more objects than one query returns"
+    return [str(o.uuid) for o in found.objects]
