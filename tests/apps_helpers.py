@@ -165,3 +165,10 @@ def indexed_chunk_ids(
         found = collection.query.fetch_objects(filters=where, limit=limit, return_properties=[])
     assert len(found.objects) < limit, "more objects than one query returns"
     return [str(o.uuid) for o in found.objects]
+
+
+def indexed_count(
+    settings: Settings, document_id: str, version: str | None = None, tenant: str = TENANT
+) -> int:
+    """How many chunk objects of a document (of one version, if given) Weaviate holds."""
+    return len(indexed_chunk_ids(settings, document_id, version, tenant))
