@@ -18,6 +18,7 @@ import pytest
 from docstreams_dev.stack import Stack
 from docstreams_dev.stack.ports import private_stack_settings
 from streams.settings import Settings
+from tests.kafka_helpers import with_topics
 
 
 def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -47,3 +48,9 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 def settings(stack_settings: Settings) -> Settings:
     """The session stack's settings with a topic prefix of this test's own."""
     return stack_settings.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}."})
+
+
+@pytest.fixture
+def topics(settings: Settings) -> Settings:
+    """The settings of the ``settings`` fixture, once every topic under its prefix exists."""
+    return with_topics(settings)

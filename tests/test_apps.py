@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from streams.cli import app
 from streams.pipeline import APPS
 from streams.settings import Settings, as_environment
 from tests.apps_helpers import isolated, running_apps
+from tests.kafka_helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,9 +44,9 @@ def test_replicas_of_a_stage_run_as_processes_of_their_own_with_their_own_instan
 ) -> None:
     settings = isolated(stack_settings, tmp_path_factory, "replicas")
     with running_apps(settings, replicas={"extract": 3}) as supervisor:
-        deadline = time.monotonic() + 60
-        while len(supervisor.children()) < 8 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(
+            lambda: len(supervisor.children()) == len(APPS) + 2, timeout_s=60
+        )  # 2 more extract
         extracts = [p for p in supervisor.children() if p.cmdline()[-1:] == ["extract"]]
         instances = sorted(p.environ()["DOCSTREAMS_INSTANCE_ID"] for p in extracts)
         others = [p.cmdline()[-1] for p in supervisor.children() if p not in extracts]

@@ -31,17 +31,15 @@ from streams.adapters.weaviate_store import ChunkIndex
 from streams.errors import PoisonInput
 from streams.kafka_clients import producer_config
 from streams.messages import DeadLetter
-from streams.producer import request_delete, submit
-from streams.progress import follow
+from streams.producer import request_delete
 from streams.settings import Settings
 from streams.status_client import document_status
 from streams.topics import topic_name
 from tests import hostile_files
-from tests.apps_helpers import app_process, isolated, running_apps
+from tests.apps_helpers import TENANT, app_process, isolated, running_apps, submit_and_wait
 from tests.kafka_helpers import read_topic, wait_for
 from tests.pdfs import SAMPLE, numbered_pages, write_pdf
 
-TENANT = "acme"
 MAX_BYTES = 4 * 2**20
 MAX_PAGES = 60
 MAX_PAGE_CHARS = 20_000
@@ -172,13 +170,13 @@ pytestmark = pytest.mark.stack
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_hostile_source_is_dead_lettered_with_its_reason(hostile: Hostile, case: str) -> None:
     build, stage, reason = CASES[case]
-    request = submit(hostile.settings, build(hostile), TENANT, f"hostile-{case}")
-    progress = follow(hostile.settings, TENANT, request.document_id, request.submitted_at, 120)
+    document = f"hostile-{case}"
+    progress = submit_and_wait(hostile.settings, build(hostile), document, timeout_s=120)
     assert progress.failure is not None, f"{case} was not refused"
     assert progress.failure.stage == stage
     assert re.search(reason, progress.failure.reason), progress.failure.reason
     letters = [DeadLetter.from_wire(v) for v in read_topic(hostile.settings, "dlq")]
-    assert any(d.document_id == request.document_id and d.reason == progress.failure.reason
+    assert any(d.document_id == document and d.reason == progress.failure.reason
                for d in letters)  # fmt: skip
 
 
@@ -221,9 +219,8 @@ def test_a_malformed_request_is_dead_lettered_at_the_edge(hostile: Hostile, case
 def test_a_hostile_file_name_cannot_leave_the_blob_store(hostile: Hostile) -> None:
     source = hostile.files / "plain.txt"
     source.write_text("Berth nine is closed for dredging until spring.\n")
-    request = submit(hostile.settings, str(source), TENANT, "named-badly",
-                     filename="../../../../../tmp/docstreams-escape.txt")  # fmt: skip
-    progress = follow(hostile.settings, TENANT, "named-badly", request.submitted_at, 120)
+    progress = submit_and_wait(hostile.settings, str(source), "named-badly", timeout_s=120,
+                               filename="../../../../../tmp/docstreams-escape.txt")  # fmt: skip
     assert progress.completed is not None, progress.failure
     assert not Path("/tmp/docstreams-escape.txt").exists()
     blob_dir = Path(hostile.settings.blob_dir).resolve()
@@ -235,8 +232,7 @@ def test_a_looping_page_tree_ends_within_bounds_and_the_bad_page_is_recorded(
     hostile: Hostile,
 ) -> None:
     path = hostile_files.page_tree_loop_pdf(hostile.files / "loop.pdf")
-    request = submit(hostile.settings, str(path), TENANT, "page-loop")
-    progress = follow(hostile.settings, TENANT, "page-loop", request.submitted_at, 120)
+    progress = submit_and_wait(hostile.settings, str(path), "page-loop", timeout_s=120)
     if progress.failure is not None:  # refused whole is as good as recorded page by page
         assert re.search(r"failed to extract|not a readable PDF", progress.failure.reason)
     else:
@@ -249,8 +245,8 @@ def test_after_every_hostile_input_the_stages_still_run_and_a_good_document_comp
     names = ["download", "extract", "chunk", "embed", "index"]
     pids = {n: p.pid for n in names if (p := app_process(hostile.supervisor, n)) is not None}
     assert len(pids) == len(names)
-    request = submit(hostile.settings, f"{hostile.good}/doc.pdf", TENANT, "after-the-storm")
-    progress = follow(hostile.settings, TENANT, "after-the-storm", request.submitted_at, 120)
+    source = f"{hostile.good}/doc.pdf"
+    progress = submit_and_wait(hostile.settings, source, "after-the-storm", timeout_s=120)
     assert progress.completed is not None and progress.completed.chunks > 0
     still = {n: p.pid for n in names if (p := app_process(hostile.supervisor, n)) is not None}
     assert still == pids  # no stage process died: only parser children did
@@ -271,8 +267,7 @@ def test_one_tenant_never_sees_another_tenants_documents_in_search_status_or_del
     for tenant, text in texts.items():
         path = hostile.files / f"{tenant}.txt"
         path.write_text(text + "\n")
-        request = submit(settings, str(path), tenant, "shared-id")
-        progress = follow(settings, tenant, "shared-id", request.submitted_at, 120)
+        progress = submit_and_wait(settings, str(path), "shared-id", tenant, timeout_s=120)
         assert progress.completed is not None, progress.failure
         versions[tenant] = progress.completed.version
     embedder = LocalMiniLM()

@@ -21,10 +21,9 @@ from streams.cli import app
 from streams.errors import ProviderRefused
 from streams.extract import Extract
 from streams.messages import ExtractTask
-from streams.producer import submit
-from streams.progress import DocumentProgress, follow
+from streams.progress import DocumentProgress
 from streams.settings import Settings, as_environment
-from tests.apps_helpers import isolated, running_apps
+from tests.apps_helpers import isolated, running_apps, submit_and_wait
 
 TENANT = "hearings"
 SENTENCE = "The harbour master lights forty two blue lanterns on the north pier every night."
@@ -57,8 +56,7 @@ def media_apps(
 
 
 def _ingest(settings: Settings, path: Path, document_id: str) -> DocumentProgress:
-    request = submit(settings, str(path), TENANT, document_id)
-    return follow(settings, TENANT, document_id, request.submitted_at, timeout_s=240)
+    return submit_and_wait(settings, str(path), document_id, tenant=TENANT)
 
 
 def _search(settings: Settings, query: str) -> list[dict[str, Any]]:

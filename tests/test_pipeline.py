@@ -21,49 +21,49 @@ from typer.testing import CliRunner
 
 from docstreams_dev.servers.http_server import Behaviour, serving
 from docstreams_dev.stack import Stack
-from streams.adapters.weaviate_store import ChunkIndex
 from streams.cli import app
 from streams.kafka_clients import producer_config
-from streams.messages import ChunkBatch, DeadLetter, DocumentSubmitted
+from streams.messages import ChunkBatch, DeadLetter
 from streams.pipeline import APPS
 from streams.producer import submit
-from streams.progress import DocumentProgress, follow
+from streams.progress import follow
 from streams.settings import Settings, as_environment
 from streams.topics import topic_name
-from tests.apps_helpers import app_process, free_port_block, running_apps
-from tests.kafka_helpers import read_topic, wait_for
+from tests.apps_helpers import (
+    TENANT,
+    app_process,
+    app_url,
+    embedded_chunk_ids,
+    free_port_block,
+    indexed_chunk_ids,
+    indexed_count,
+    isolated,
+    running_apps,
+    submit_and_wait,
+    vector_batches,
+)
+from tests.kafka_helpers import read_topic, transaction_in_flight, wait_for
 from tests.pdfs import SAMPLE, SAMPLE_PAGE, SAMPLE_SENTENCE, numbered_pages, write_pdf
 
 pytestmark = pytest.mark.stack
-ROOT = Path(__file__).resolve().parents[1]
-TENANT = "acme"
 
 
 @pytest.fixture(scope="module")
 def pipeline(
     stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Settings, psutil.Process]]:
-    run = uuid.uuid4().hex[:8]
-    settings = stack_settings.model_copy(
-        update={
-            "topic_prefix": f"e2e{run}.",
-            "weaviate_collection": f"Chunks{run}",
-            "blob_dir": tmp_path_factory.mktemp("blobs"),
-            "allow_local_sources": True,
-            "fetch_allowlist": ["127.0.0.1/32"],
-            "fetch_attempts": 2,
-            "pages_per_window": 20,
-            "batch_max_wait_s": 0.2,
-            "metrics_port": free_port_block(len(APPS)),
-        }
+    settings = isolated(
+        stack_settings,
+        tmp_path_factory,
+        "e2e",
+        fetch_allowlist=["127.0.0.1/32"],
+        fetch_attempts=2,
+        pages_per_window=20,
+        batch_max_wait_s=0.2,
+        metrics_port=free_port_block(len(APPS)),
     )
     with running_apps(settings) as supervisor:
         yield settings, supervisor
-
-
-def _submit_and_wait(settings: Settings, source: str, document_id: str) -> DocumentProgress:
-    request: DocumentSubmitted = submit(settings, source, TENANT, document_id)
-    return follow(settings, TENANT, document_id, request.submitted_at, timeout_s=240)
 
 
 def _publish_raw(settings: Settings, values: list[bytes]) -> None:
@@ -72,14 +72,6 @@ def _publish_raw(settings: Settings, values: list[bytes]) -> None:
     for value in values:
         producer.produce(topic_name(settings, "ingest"), value=value, key=b"acme/raw")
     assert producer.flush(30) == 0
-
-
-def _weaviate_count(settings: Settings, document_id: str, version: str | None = None) -> int:
-    index = ChunkIndex(settings)
-    try:
-        return index.count(TENANT, document_id, version)
-    finally:
-        index.close()
 
 
 def _has_event(settings: Settings, event_type: str, document_id: str) -> bool:
@@ -119,7 +111,7 @@ def test_documents_of_every_type_become_searchable_chunks(
         "tides": str(tmp_path / "tides.txt"),
         "page": str(tmp_path / "page.html"),
     }
-    results = {doc: _submit_and_wait(settings, src, doc) for doc, src in sources.items()}
+    results = {doc: submit_and_wait(settings, src, doc) for doc, src in sources.items()}
 
     produced = _chunk_ids(settings)
     for doc, progress in results.items():
@@ -127,7 +119,8 @@ def test_documents_of_every_type_become_searchable_chunks(
         assert progress.done and progress.version, doc
         ids = produced[(doc, progress.version)]
         assert ids and len(ids) == len(set(ids)), doc
-        assert _weaviate_count(settings, doc, progress.version) == len(ids) == progress.chunks, doc
+        assert len(ids) == progress.chunks, doc
+        assert sorted(indexed_chunk_ids(settings, doc, progress.version)) == sorted(ids), doc
     assert results["long"].window_count == 7  # 130 pages / 20 per window
 
     found = CliRunner().invoke(
@@ -145,10 +138,9 @@ def test_every_app_serves_non_zero_counters_and_lag_falls_to_zero_after_a_run(
     pipeline: tuple[Settings, psutil.Process],
 ) -> None:
     settings, _ = pipeline
-    _submit_and_wait(settings, str(SAMPLE), "metered")
-    assert settings.metrics_port is not None
-    for offset, stage in enumerate(APPS[:5]):  # `run all` numbers the stages' ports in order
-        text = httpx.get(f"http://127.0.0.1:{settings.metrics_port + offset}/metrics").text
+    submit_and_wait(settings, str(SAMPLE), "metered")
+    for stage in APPS[:5]:
+        text = httpx.get(f"{app_url(settings, stage)}/metrics").text
         counted = _sample(text, "docstreams_records_in_total", stage)
         assert counted > 0, f"{stage}: no records counted"
         assert _sample(text, "process_resident_memory_bytes") > 0
@@ -196,17 +188,17 @@ def test_bad_documents_are_dead_lettered_with_their_reason_and_the_next_one_comp
                             b'"document_id": "no-source", "schema_version": 1}'])  # fmt: skip
     with serving(slow) as base:
         failures = {
-            "empty": _submit_and_wait(settings, str(empty), "empty"),
-            "login": _submit_and_wait(settings, str(login_page), "login"),
-            "err500": _submit_and_wait(settings, f"{base}/flaky.pdf", "err500"),
-            "locked": _submit_and_wait(settings, str(encrypted), "locked"),
-            "cut": _submit_and_wait(settings, str(truncated), "cut"),
-            "gone": _submit_and_wait(settings, f"{base}/gone.pdf", "gone"),
-            "metadata": _submit_and_wait(settings, "http://169.254.169.254/latest", "metadata"),
-            "binary": _submit_and_wait(settings, str(binary), "binary"),
-            "slow": _submit_and_wait(settings, f"{base}/slow.pdf", "slow"),
+            "empty": submit_and_wait(settings, str(empty), "empty"),
+            "login": submit_and_wait(settings, str(login_page), "login"),
+            "err500": submit_and_wait(settings, f"{base}/flaky.pdf", "err500"),
+            "locked": submit_and_wait(settings, str(encrypted), "locked"),
+            "cut": submit_and_wait(settings, str(truncated), "cut"),
+            "gone": submit_and_wait(settings, f"{base}/gone.pdf", "gone"),
+            "metadata": submit_and_wait(settings, "http://169.254.169.254/latest", "metadata"),
+            "binary": submit_and_wait(settings, str(binary), "binary"),
+            "slow": submit_and_wait(settings, f"{base}/slow.pdf", "slow"),
         }
-    after = _submit_and_wait(settings, str(SAMPLE), "after-the-bad-ones")
+    after = submit_and_wait(settings, str(SAMPLE), "after-the-bad-ones")
 
     reasons = {doc: p.failure.reason for doc, p in failures.items() if p.failure}
     assert "encrypted PDF" in reasons["locked"]
@@ -233,15 +225,15 @@ def test_unchanged_content_submitted_again_is_not_extracted_or_embedded_again(
     settings, _ = pipeline
     # Content of its own: the sample's texts are in the embedding cache from other tests.
     source = write_pdf(tmp_path / "twice.pdf", numbered_pages(4, f"twice{uuid.uuid4().hex}"))
-    first = _submit_and_wait(settings, str(source), "twice")
-    second = _submit_and_wait(settings, str(source), "twice")
+    first = submit_and_wait(settings, str(source), "twice")
+    second = submit_and_wait(settings, str(source), "twice")
     assert first.completed and second.completed
     assert first.version == second.version
     assert not first.completed.reused_unchanged and first.completed.tokens_spent > 0
     assert second.completed.reused_unchanged and second.completed.tokens_spent == 0
     ids = _chunk_ids(settings)[("twice", str(first.version))]
     assert ids and len(ids) == len(set(ids))  # chunked (and so embedded) once only
-    assert _weaviate_count(settings, "twice") == len(ids) == second.chunks
+    assert indexed_count(settings, "twice") == len(ids) == second.chunks
 
 
 def test_sigkill_of_the_embed_process_loses_and_duplicates_nothing(
@@ -250,26 +242,61 @@ def test_sigkill_of_the_embed_process_loses_and_duplicates_nothing(
     settings, supervisor = pipeline
     pdf = write_pdf(tmp_path / "big.pdf", numbered_pages(400, topic="ledger"))
     request = submit(settings, str(pdf), TENANT, "killed-embed")
-
-    def embed_process() -> psutil.Process | None:
-        return app_process(supervisor, "embed")
-
-    wait_for(lambda: _has_event(settings, "WindowEmbedded", "killed-embed"), timeout_s=120)
-    victim = embed_process()
+    victim = app_process(supervisor, "embed")
     assert victim is not None
-    victim.send_signal(signal.SIGKILL)
+    killed_batch = _stop_inside_a_transaction(settings, victim, "killed-embed")
+    victim.send_signal(signal.SIGKILL)  # stopped, it cannot commit: the kill lands mid-batch
     victim.wait(10)
 
     def restarted() -> bool:  # by `run all`, as a supervisor would
-        proc = embed_process()
+        proc = app_process(supervisor, "embed")
         return proc is not None and proc.pid != victim.pid
 
     wait_for(restarted, timeout_s=30)
 
     progress = follow(settings, TENANT, "killed-embed", request.submitted_at, timeout_s=300)
     assert progress.done and progress.failure is None
-    ids = _chunk_ids(settings)[("killed-embed", str(progress.version))]
-    assert _weaviate_count(settings, "killed-embed") == len(set(ids)) == len(ids)
+    version = str(progress.version)
+    chunked = _chunk_ids(settings)[("killed-embed", version)]
+    embedded = embedded_chunk_ids(settings, "killed-embed", version)
+    assert len(embedded) == len(set(embedded)), "a chunk's vector was committed twice"
+    assert sorted(embedded) == sorted(chunked) and len(chunked) == progress.chunks
+    indexed = indexed_chunk_ids(settings, "killed-embed", version)
+    assert sorted(indexed) == sorted(embedded)
+    # The killed process's batch never committed (its restarted successor fenced it), and its
+    # chunks were embedded again by a later batch.
+    written = vector_batches(settings, "killed-embed", "read_uncommitted")
+    killed = {c.id for batch, vectors in written if batch == killed_batch for c in vectors.chunks}
+    assert killed, "the killed batch's vectors are not in the log"
+    committed = {batch for batch, _ in vector_batches(settings, "killed-embed")}
+    assert killed_batch not in committed
+    assert killed <= set(embedded)
+
+
+def _stop_inside_a_transaction(settings: Settings, embed: psutil.Process, document_id: str) -> str:
+    """Stop (SIGSTOP) the embed process while its batch's vectors of the document are in the log
+    but not committed, and return that batch; retried until it is caught so, as a commit may
+    finish between seeing the open transaction and the stop."""
+    in_flight = transaction_in_flight(settings, "vectors")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if not in_flight():
+            continue
+        embed.suspend()
+        written = {b for b, _ in vector_batches(settings, document_id, "read_uncommitted")}
+        committed = {b for b, _ in vector_batches(settings, document_id)}
+        # Still open after both reads while stopped: not a commit the broker was finishing.
+        open_batches = sorted(written - committed - {None}, key=_batch_order)
+        if open_batches and in_flight():
+            return str(open_batches[-1])
+        embed.resume()
+    raise AssertionError(f"never saw the embed process inside a transaction of {document_id}")
+
+
+def _batch_order(batch: str | None) -> tuple[int, int]:
+    """A runner batch id's (process start, sequence): the last is the one written last."""
+    _, started, sequence = str(batch).rsplit("/", 2)
+    return int(started), int(sequence)
 
 
 def test_a_weaviate_outage_pauses_embedding_and_indexing_and_nothing_is_dead_lettered(
@@ -281,10 +308,10 @@ def test_a_weaviate_outage_pauses_embedding_and_indexing_and_nothing_is_dead_let
     try:
         source = write_pdf(tmp_path / "outage.pdf", numbered_pages(3, f"outage{uuid.uuid4().hex}"))
         request = submit(settings, str(source), TENANT, "during-outage")
-        # It reached the embed stage, which cannot ask the embedding cache (in Weaviate) whether
-        # these texts were paid for already: it waits, as the index stage would.
-        wait_for(lambda: _has_event(settings, "WindowChunked", "during-outage"), timeout_s=120)
-        time.sleep(3)
+        # It reaches the embed stage, which cannot ask the embedding cache (in Weaviate) whether
+        # these texts were paid for already: it pauses and waits, as the index stage would.
+        wait_for(lambda: "embedding cache unreachable" in _paused_because(settings, "embed"), 120)
+        assert _has_event(settings, "WindowChunked", "during-outage")
         assert not _has_event(settings, "WindowEmbedded", "during-outage")
     finally:
         weaviate.start()
@@ -293,7 +320,15 @@ def test_a_weaviate_outage_pauses_embedding_and_indexing_and_nothing_is_dead_let
     assert progress.done and progress.failure is None
     letters = [DeadLetter.from_wire(v) for v in read_topic(settings, "dlq")]
     assert not [d for d in letters if d.document_id == "during-outage"]
-    assert _weaviate_count(settings, "during-outage") == progress.chunks > 0
+    assert indexed_count(settings, "during-outage") == progress.chunks > 0
+
+
+def _paused_because(settings: Settings, name: str) -> str:
+    """Why an app says it is not ready and paused ("" if it is not paused)."""
+    ready = httpx.get(f"{app_url(settings, name)}/readyz")
+    reason: str | None = ready.json()["paused_because"]
+    assert reason is None or ready.status_code == 503, "paused but ready"
+    return reason or ""
 
 
 def test_a_rolling_restart_of_every_stage_while_documents_flow_loses_nothing(
@@ -318,4 +353,5 @@ def test_a_rolling_restart_of_every_stage_while_documents_flow_loses_nothing(
         progress = follow(settings, TENANT, request.document_id, request.submitted_at, 240)
         assert progress.done and progress.failure is None, request.document_id
         ids = _chunk_ids(settings)[(request.document_id, str(progress.version))]
-        assert _weaviate_count(settings, request.document_id) == len(ids) == len(set(ids)) > 0
+        assert ids and len(ids) == len(set(ids)), request.document_id
+        assert sorted(indexed_chunk_ids(settings, request.document_id)) == sorted(ids)

@@ -17,12 +17,10 @@ from pydantic import SecretStr
 from docstreams_dev.servers.callback_receiver import Receiver, receiving
 from streams.kafka_clients import base_config, read_all
 from streams.pipeline import TOPICS
-from streams.producer import submit
-from streams.progress import follow
 from streams.settings import Settings
 from streams.topics import topic_name
 from streams.tracker import broker_credentials
-from tests.apps_helpers import isolated, running_apps
+from tests.apps_helpers import isolated, running_apps, submit_and_wait
 from tests.kafka_helpers import wait_for
 from tests.pdfs import SAMPLE
 
@@ -97,8 +95,7 @@ def logged(
     )
     receiver = Receiver()
     with receiving(receiver) as hook, running_apps(settings, output):
-        request = submit(settings, str(SAMPLE), "acme", "handbook", callback_url=hook)
-        progress = follow(settings, "acme", "handbook", request.submitted_at, 240)
+        progress = submit_and_wait(settings, str(SAMPLE), "handbook", callback_url=hook)
         assert progress.completed is not None, progress.failure
         wait_for(lambda: receiver.called_back("handbook"), 60)
         status = httpx.get(f"{settings.status_api_url}/documents/acme/handbook").text

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,18 @@ from streams.adapters.callbacks import (
     sign,
     verify,
 )
-from streams.adapters.weaviate_store import ChunkIndex
 from streams.cli import app
 from streams.fault_injection import PLAN_VARIABLE, CrashPlan, CrashPoint
 from streams.producer import submit
-from streams.progress import DocumentProgress, follow
+from streams.progress import follow
 from streams.settings import Settings, as_environment
-from tests.apps_helpers import app_process, running_apps
+from tests.apps_helpers import (
+    app_process,
+    indexed_count,
+    isolated,
+    running_apps,
+    submit_and_wait,
+)
 from tests.kafka_helpers import read_topic, wait_for
 from tests.pdfs import SAMPLE, numbered_pages, write_pdf
 
@@ -76,21 +80,17 @@ def crash_plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tracked(
     stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory, crash_plan: Path
 ) -> Iterator[tuple[Settings, psutil.Process, Receiver, str]]:
-    run = uuid.uuid4().hex[:8]
-    settings = stack_settings.model_copy(
-        update={
-            "topic_prefix": f"trk{run}.",
-            "weaviate_collection": f"Tracked{run}",
-            "blob_dir": tmp_path_factory.mktemp("blobs"),
-            "allow_local_sources": True,
-            "pages_per_window": 10,
-            "batch_max_wait_s": 0.2,
-            "callback_secrets": {TENANT: SecretStr(SECRET)},
-            "callback_allowlist": ["127.0.0.1/32"],
-            "callback_give_up_s": 60.0,
-            "failed_retention_s": 20.0,
-            "tracker_recheck_after_s": 5.0,  # a dropped event is found again within seconds
-        }
+    settings = isolated(
+        stack_settings,
+        tmp_path_factory,
+        "trk",
+        pages_per_window=10,
+        batch_max_wait_s=0.2,
+        callback_secrets={TENANT: SecretStr(SECRET)},
+        callback_allowlist=["127.0.0.1/32"],
+        callback_give_up_s=60.0,
+        failed_retention_s=20.0,
+        tracker_recheck_after_s=5.0,  # a dropped event is found again within seconds
     )
     receiver = Receiver()
     faults = {PLAN_VARIABLE: str(crash_plan)}
@@ -117,21 +117,6 @@ def _status(settings: Settings, document_id: str) -> dict[str, Any]:
     return state
 
 
-def _submit_and_follow(
-    settings: Settings, source: str, document_id: str, callback: str | None = None
-) -> DocumentProgress:
-    request = submit(settings, source, TENANT, document_id, callback_url=callback)
-    return follow(settings, TENANT, document_id, request.submitted_at, timeout_s=240)
-
-
-def _count(settings: Settings, document_id: str, version: str | None = None) -> int:
-    index = ChunkIndex(settings)
-    try:
-        return index.count(TENANT, document_id, version)
-    finally:
-        index.close()
-
-
 def _search_versions(settings: Settings, query: str, document_id: str) -> set[str]:
     result = CliRunner().invoke(
         app, ["search", query, "--tenant", TENANT, "--json", "--limit", "10"],
@@ -139,6 +124,14 @@ def _search_versions(settings: Settings, query: str, document_id: str) -> set[st
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     return {h["version"] for h in orjson.loads(result.stdout) if h["document_id"] == document_id}
+
+
+def _the_signed_callback(receiver: Receiver, document_id: str) -> Any:
+    """The one callback of a document's outcome, once it came, its signature checked."""
+    wait_for(lambda: bool(receiver.for_document(document_id)), timeout_s=60)
+    (callback,) = receiver.for_document(document_id)
+    _assert_signed(callback)
+    return callback
 
 
 def _assert_signed(received: Any) -> None:
@@ -152,14 +145,12 @@ def test_a_completed_document_is_called_back_signed_and_its_status_says_complete
     tracked: tuple[Settings, psutil.Process, Receiver, str],
 ) -> None:
     settings, _, receiver, hook = tracked
-    progress = _submit_and_follow(settings, str(SAMPLE), "handbook", hook)
+    progress = submit_and_wait(settings, str(SAMPLE), "handbook", callback_url=hook)
     assert progress.completed is not None
-    wait_for(lambda: bool(receiver.for_document("handbook")), timeout_s=60)
-    (callback,) = receiver.for_document("handbook")
-    _assert_signed(callback)
+    callback = _the_signed_callback(receiver, "handbook")
     body = callback.json()
     assert body["event"] == "document.completed" and body["version"] == progress.version
-    assert body["chunks"] == progress.chunks == _count(settings, "handbook") > 0
+    assert body["chunks"] == progress.chunks == indexed_count(settings, "handbook") > 0
     wait_for(lambda: (_status(settings, "handbook")["callback"] or {}).get("outcome")
              == "delivered", timeout_s=30)  # fmt: skip
     state = _status(settings, "handbook")
@@ -176,11 +167,9 @@ def test_a_failed_document_is_called_back_with_the_stage_and_reason(
     settings, _, receiver, hook = tracked
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")
-    progress = _submit_and_follow(settings, str(empty), "empty", hook)
+    progress = submit_and_wait(settings, str(empty), "empty", callback_url=hook)
     assert progress.failure is not None
-    wait_for(lambda: bool(receiver.for_document("empty")), timeout_s=60)
-    (callback,) = receiver.for_document("empty")
-    _assert_signed(callback)
+    callback = _the_signed_callback(receiver, "empty")
     body = callback.json()
     assert body["event"] == "document.failed"
     error = body["error"]
@@ -195,12 +184,12 @@ def test_unchanged_content_completes_again_with_no_tokens_and_no_new_objects(
     tracked: tuple[Settings, psutil.Process, Receiver, str],
 ) -> None:
     settings, _, _, _ = tracked
-    first = _submit_and_follow(settings, str(SAMPLE), "same")
-    objects = _count(settings, "same")
-    second = _submit_and_follow(settings, str(SAMPLE), "same")
+    first = submit_and_wait(settings, str(SAMPLE), "same")
+    objects = indexed_count(settings, "same")
+    second = submit_and_wait(settings, str(SAMPLE), "same")
     assert second.completed is not None and second.completed.reused_unchanged
     assert second.completed.tokens_spent == 0 and second.version == first.version
-    assert _count(settings, "same") == objects > 0
+    assert indexed_count(settings, "same") == objects > 0
     state = _status(settings, "same")
     assert state["reused_unchanged"] is True and state["tokens_spent"] == 0
     assert state["submissions"] == 2 and state["phase"] == "completed"
@@ -213,7 +202,7 @@ def test_a_changed_document_is_searchable_throughout_and_only_in_one_version(
     settings, _, _, _ = tracked
     path = tmp_path / "ledger.pdf"
     write_pdf(path, numbered_pages(12, topic="ledger"))
-    old = _submit_and_follow(settings, str(path), "ledger")
+    old = submit_and_wait(settings, str(path), "ledger")
     write_pdf(path, numbered_pages(60, topic="ledger"))  # new content, same document
     request = submit(settings, str(path), TENANT, "ledger")
     seen: list[set[str]] = []
@@ -230,8 +219,12 @@ def test_a_changed_document_is_searchable_throughout_and_only_in_one_version(
     assert all(len(versions) == 1 for versions in seen), seen  # never none, never two
     assert seen[0] == {old.version} and len(seen) > 1
     assert _search_versions(settings, "Marker ledger page record", "ledger") == {new.version}
-    assert _count(settings, "ledger", old.version) == 0
-    assert _count(settings, "ledger") == _count(settings, "ledger", new.version) == new.chunks
+    assert indexed_count(settings, "ledger", old.version) == 0
+    assert (
+        indexed_count(settings, "ledger")
+        == indexed_count(settings, "ledger", new.version)
+        == new.chunks
+    )
 
 
 @pytest.mark.stack
@@ -239,14 +232,14 @@ def test_delete_removes_every_object_and_marks_the_document_deleted(
     tracked: tuple[Settings, psutil.Process, Receiver, str],
 ) -> None:
     settings, _, _, _ = tracked
-    _submit_and_follow(settings, str(SAMPLE), "to-delete")
-    assert _count(settings, "to-delete") > 0
+    submit_and_wait(settings, str(SAMPLE), "to-delete")
+    assert indexed_count(settings, "to-delete") > 0
     done = CliRunner().invoke(
         app, ["delete", "to-delete", "--tenant", TENANT], env=as_environment(settings)
     )
     assert done.exit_code == 0, done.output
     wait_for(lambda: _status(settings, "to-delete")["phase"] == "deleted", timeout_s=60)
-    assert _count(settings, "to-delete") == 0
+    assert indexed_count(settings, "to-delete") == 0
     assert not _search_versions(settings, "blue lanterns", "to-delete")
 
 
@@ -255,7 +248,7 @@ def test_killing_the_tracker_loses_no_state_and_callbacks_keep_their_key(
     tracked: tuple[Settings, psutil.Process, Receiver, str], tmp_path: Path
 ) -> None:
     settings, supervisor, receiver, hook = tracked
-    before = _submit_and_follow(settings, str(SAMPLE), "before-kill", hook)
+    before = submit_and_wait(settings, str(SAMPLE), "before-kill", callback_url=hook)
     assert before.completed is not None
     requests = [
         submit(settings, str(write_pdf(tmp_path / f"k{i}.pdf", numbered_pages(60, f"kill{i}"))),
@@ -280,7 +273,7 @@ def test_killing_the_tracker_loses_no_state_and_callbacks_keep_their_key(
         wait_for(lambda: _status(settings, request.document_id)["phase"] == "completed", 60)  # noqa: B023
         state = _status(settings, request.document_id)
         assert state["windows"]["indexed"] == state["windows"]["planned"] == 6
-        assert state["chunks"] == _count(settings, request.document_id)
+        assert state["chunks"] == indexed_count(settings, request.document_id)
         document = request.document_id
         wait_for(functools.partial(receiver.called_back, document), timeout_s=60)
         keys = {r.headers[IDEMPOTENCY_HEADER] for r in receiver.for_document(document)}
@@ -319,7 +312,7 @@ def test_a_tracker_crash_or_lost_event_at_any_step_still_completes_with_one_call
     wait_for(lambda: _status(settings, document)["phase"] == "completed", timeout_s=60)
     state = _status(settings, document)
     assert state["version"] == progress.version
-    assert state["chunks"] == progress.completed.chunks == _count(settings, document) > 0
+    assert state["chunks"] == progress.completed.chunks == indexed_count(settings, document) > 0
     wait_for(functools.partial(receiver.called_back, document), timeout_s=60)
     keys = {r.headers[IDEMPOTENCY_HEADER] for r in receiver.for_document(document)}
     assert keys == {state["callback"]["idempotency_key"]}  # redelivered or not: one key
@@ -331,11 +324,11 @@ def test_after_the_retention_a_failed_blob_and_a_deleted_state_are_removed(
 ) -> None:
     settings, _, _, _ = tracked
     locked = write_pdf(tmp_path / "locked.pdf", ["secret"], password="pw")
-    failed = _submit_and_follow(settings, str(locked), "locked")
+    failed = submit_and_wait(settings, str(locked), "locked")
     assert failed.failure is not None
     blobs = LocalBlobStore(settings.blob_dir).document_files(TENANT, "locked")
     assert blobs, "the failed document's file is kept for inspection at first"
-    _submit_and_follow(settings, str(SAMPLE), "gone-later")
+    submit_and_wait(settings, str(SAMPLE), "gone-later")
     CliRunner().invoke(app, ["delete", "gone-later", "--tenant", TENANT],
                        env=as_environment(settings))  # fmt: skip
     wait_for(lambda: _status(settings, "gone-later")["phase"] == "deleted", timeout_s=60)
