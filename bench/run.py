@@ -98,6 +98,8 @@ def large_pdf() -> Path:
                 continue
             with contextlib.suppress(Exception):  # a few example files are not readable PDFs
                 sources.append((path, _page_count(path), path.stat().st_size))
+    if not sources:  # else the loop below would never reach the size
+        raise RuntimeError(f"no source PDFs in {SOURCE_DIRS}: run ensure_packages() first")
     links = CACHE / "large-parts"
     shutil.rmtree(links, ignore_errors=True)
     links.mkdir(parents=True)

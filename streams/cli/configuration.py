@@ -73,13 +73,12 @@ def settings_command(
     """Every setting: its environment variable, default and meaning."""
     rows = settings_table()
     if markdown:
-        typer.echo("| variable | default | meaning |\n|---|---|---|")
-        for var, default, doc in rows:
-            typer.echo(
-                f"| `{var}` | `{default}` | {doc} |" if default else f"| `{var}` | | {doc} |"
-            )
+        typer.echo("| section | variable | default | meaning |\n|---|---|---|---|")
+        for section, var, default, doc in rows:
+            shown = f"`{default}`" if default else ""
+            typer.echo(f"| {section} | `{var}` | {shown} | {doc} |")
         return
-    table = Table("variable", "default", "meaning")
+    table = Table("section", "variable", "default", "meaning")
     for row in rows:
         table.add_row(*row)
     console.print(table)

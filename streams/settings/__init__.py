@@ -8,6 +8,7 @@ test, so a setting cannot exist without being documented.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import orjson
@@ -109,17 +110,23 @@ def _reveal(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def settings_table() -> list[tuple[str, str, str]]:
-    """(variable, default, description) for every setting, section by section."""
+def section_title(section: type[Section]) -> str:
+    """``LocalStackSettings`` -> ``local stack``."""
+    words = re.findall(r"[A-Z][a-z]*", section.__name__.removesuffix("Settings"))
+    return " ".join(words).lower()
+
+
+def settings_table() -> list[tuple[str, str, str, str]]:
+    """(section, variable, default, description) for every setting, section by section."""
     rows = []
-    fields = [item for section in SECTIONS for item in section.model_fields.items()]
-    for name, info in fields:
-        default = info.default
-        if isinstance(default, Path) and default.is_relative_to(Path.home()):
-            shown = "~/" + str(default.relative_to(Path.home()))
-        else:
-            shown = "" if default is None else str(default)
-        rows.append((env_name(name), shown, info.description or ""))
+    for section in SECTIONS:
+        for name, info in section.model_fields.items():
+            default = info.default
+            if isinstance(default, Path) and default.is_relative_to(Path.home()):
+                shown = "~/" + str(default.relative_to(Path.home()))
+            else:
+                shown = "" if default is None else str(default)
+            rows.append((section_title(section), env_name(name), shown, info.description or ""))
     return rows
 
 
