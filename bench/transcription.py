@@ -126,7 +126,7 @@ def hour(folder: Path, minutes: int) -> dict[str, Any]:
     partial.data.write_bytes(source.read_bytes())
     blob = store.commit(partial, "bench", "hour", "b" * 64)
     extract = Extract(settings, store)
-    windows = plan_windows("audio/wav", 0, 0, settings, 1, total)
+    windows = plan_windows("audio/wav", 0, None, settings, 1, total)
     before = psutil.Process().memory_info().rss
     began = time.monotonic()
     segments = 0

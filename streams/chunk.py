@@ -1,19 +1,24 @@
 """chunk: PageBatch -> ChunkBatch + WindowChunked.
 
 The window's pages are joined and split by tokens of the embedding model (recursive, semantic
-boundaries first, with overlap); each chunk keeps the pages it spans and a deterministic id,
-so a replay or a re-submission yields the same ids.
+boundaries first, with overlap); each chunk keeps the pages it spans. Its id derives from what
+it is, not from where it falls in a version: the document, how it was built (fingerprint), its
+window's anchor, its content key (text and pages or times), and its ordinal among identical
+ones in the window. A replay yields the same ids. An edited version's chunks the edit did not
+touch are the same chunks (the splitter re-synchronises past an edit), and the index reuses
+their objects by content key.
 """
 
 from __future__ import annotations
 
 import bisect
 import uuid
+from collections import Counter
 
 from semantic_text_splitter import TextSplitter
 
 from streams.adapters.embedders import Embedder, make_embedder
-from streams.messages import Chunk, ChunkBatch, Message, PageBatch, WindowChunked
+from streams.messages import Chunk, ChunkBatch, Message, PageBatch, WindowChunked, content_key
 from streams.pipeline import STAGE_SPECS, Stage
 from streams.settings import Settings
 
@@ -22,8 +27,13 @@ CHUNK_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "docstreams/chunk")
 PAGE_SEPARATOR = "\n\n"
 
 
-def chunk_id(tenant_id: str, document_id: str, version: str, window: int, index: int) -> str:
-    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{tenant_id}/{document_id}/{version}/{window}/{index}"))
+def chunk_id(batch: PageBatch, key: str, ordinal: int) -> str:
+    """uuid5 of the document, how it was built, the window's anchor, the chunk's content key and
+    its ordinal among chunks of the window with the same key."""
+    # Windows planned before anchors existed: the window number stands in for it.
+    anchor = batch.anchor or f"w{batch.window}.{batch.version}"
+    name = f"{batch.tenant_id}/{batch.document_id}/{batch.fingerprint}/{anchor}/{key}/{ordinal}"
+    return str(uuid.uuid5(CHUNK_NAMESPACE, name))
 
 
 class Chunker:
@@ -39,23 +49,23 @@ class Chunker:
             starts.append(offset)
             offset += len(page.text) + len(PAGE_SEPARATOR)
         chunks = []
+        seen: Counter[str] = Counter()
         for index, (start, piece) in enumerate(self.splitter.chunk_indices(text)):
             first = pages[bisect.bisect_right(starts, start) - 1]
             last = pages[bisect.bisect_right(starts, start + len(piece) - 1) - 1]
-            chunks.append(
-                Chunk(
-                    id=chunk_id(
-                        batch.tenant_id, batch.document_id, batch.version, batch.window, index
-                    ),
-                    index=index,
-                    text=piece,
-                    page_start=first.number,
-                    page_end=last.number,
-                    tokens=max(1, self.embedder.count_tokens(piece)),
-                    start_s=first.start_s,  # transcript segments carry times
-                    end_s=last.end_s,
-                )
+            chunk = Chunk(
+                id="",
+                index=index,
+                text=piece,
+                page_start=first.number,
+                page_end=last.number,
+                tokens=max(1, self.embedder.count_tokens(piece)),
+                start_s=first.start_s,  # transcript segments carry times
+                end_s=last.end_s,
             )
+            key = content_key(chunk)
+            chunks.append(chunk.model_copy(update={"id": chunk_id(batch, key, seen[key])}))
+            seen[key] += 1
         out = ChunkBatch(**batch.carried(), chunks=chunks)
         done = WindowChunked(**batch.window_identity(), items=len(chunks))
         return [out, done]

@@ -1,7 +1,13 @@
 """download: DocumentSubmitted -> the blob store, then one ExtractTask per window + DocumentPlanned.
 
-Windows are page ranges for PDFs, byte ranges (whole lines) for plain text and Markdown, and a
-single window for HTML and DOCX (parsed whole, under a size cap).
+Windows are page ranges for PDFs, time ranges for recordings, content-defined byte ranges (whole
+lines) for plain text and Markdown, and a single window for HTML and DOCX (parsed whole, under a
+size cap). Each has an anchor that survives edits elsewhere in the document.
+
+A changed document reuses its current version: each window whose anchor the current version has
+carries that window's text digest, so extract can stop an unchanged window at once, and the
+index reuses the objects of unchanged chunks (streams/index.py). Reuse needs the same
+fingerprint: chunking, embedding model, metadata and file name as the current version.
 
 Content whose sha256 is already the document's current, indexed version is not planned again:
 DocumentPlanned says ``unchanged`` and no task is sent, so nothing is re-extracted or re-embedded.
@@ -10,18 +16,22 @@ Delete requests share the ingest topic; the tracker carries them out, so they pa
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+import orjson
 
 from streams.adapters import extractors, media
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.fetch import AddressGuard, Fetched, Fetcher
 from streams.adapters.media import MEDIA_TYPES
 from streams.adapters.sandbox import Sandbox
-from streams.adapters.weaviate_store import ChunkIndex, CurrentVersion
+from streams.adapters.weaviate_store import ChunkIndex, CurrentVersion, WindowRecord
 from streams.errors import DownstreamUnavailable, PoisonInput, ResourceLimitExceeded, TransientError
 from streams.messages import (
     DeleteRequested,
@@ -39,30 +49,77 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Window:
-    first: int  # 1-based page (or window number + 1 for text and recordings)
+    first: int  # 1-based page (1 for text and HTML, window number + 1 for recordings)
     last: int
+    anchor: str
     start_s: float | None = None  # recordings: the window's time range
     end_s: float | None = None
+    byte_start: int | None = None  # text: the window's lines
+    byte_end: int | None = None
 
 
-def plan_windows(content_type: str, pages: int, size: int, settings: ParseSettings,
+def plan_windows(content_type: str, pages: int, path: Path | None, settings: ParseSettings,
                  pages_per_window: int, duration_s: float = 0.0) -> list[Window]:  # fmt: skip
     if content_type in MEDIA_TYPES:
         span = settings.media_window_s
         count = max(1, math.ceil(duration_s / span))
         return [
-            Window(w + 1, w + 1, w * span, min((w + 1) * span, duration_s)) for w in range(count)
+            Window(w + 1, w + 1, f"t{w * span:g}", w * span, min((w + 1) * span, duration_s))
+            for w in range(count)
         ]
     if content_type in extractors.PAGED_TYPES:
         count = math.ceil(pages / pages_per_window)
         return [
-            Window(w * pages_per_window + 1, min((w + 1) * pages_per_window, pages))
-            for w in range(count)
+            Window(first, min(first + pages_per_window - 1, pages), f"p{first}")
+            for first in (w * pages_per_window + 1 for w in range(count))
         ]
-    if content_type in extractors.WHOLE_TYPES:
-        return [Window(1, 1)]
-    count = max(1, math.ceil(size / settings.text_window_bytes))
-    return [Window(w + 1, w + 1) for w in range(count)]
+    if content_type in extractors.WHOLE_TYPES or path is None:
+        return [Window(1, 1, "whole")]
+    # Text has no pages: every chunk is on "page" 1, so an edit renumbers nothing.
+    return [
+        Window(1, 1, span.anchor, byte_start=span.start, byte_end=span.end)
+        for span in extractors.text_spans(path, settings.text_window_bytes)
+    ]
+
+
+def fingerprint(settings: Settings, request: DocumentSubmitted, content_type: str) -> str:
+    """Everything besides the text that shapes a window's chunks, vectors and objects: a
+    version may reuse another's objects only when this is the same."""
+    shape = {
+        "chunk": [settings.chunk_max_tokens, settings.chunk_overlap_tokens],
+        "embed": [settings.embedder, settings.openai_model, settings.openai_dimensions],
+        "windows": [
+            settings.text_window_bytes,
+            settings.media_window_s,
+            request.pages_per_window or settings.pages_per_window,
+        ],
+        "object": [request.metadata, request.filename or _filename(request.source), content_type],
+    }
+    return hashlib.sha256(orjson.dumps(shape, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+def reuse_plan(base: Mapping[str, WindowRecord], anchors: list[str]) -> dict[int, list[str]]:
+    """Which new window (by number) may reuse the objects under each anchor of the base version.
+
+    Each object anchor is given to exactly one window, so no object is claimed twice: to the
+    window at that anchor if the new version has one; else (its window is gone, an edit moved
+    a cut) to the window that took its place, the one after the last window still there when
+    that one is new, or that last window itself. ``base`` is in window order.
+    """
+    position = {anchor: i for i, anchor in enumerate(anchors)}
+    given: dict[int, list[str]] = {}
+    kept: int | None = None  # the new window of the last base window still there
+    for anchor, record in base.items():
+        if anchor in position:
+            owner = kept = position[anchor]
+        elif kept is None:
+            owner = 0
+        else:
+            after = kept + 1
+            owner = after if after < len(anchors) and anchors[after] not in base else kept
+        for source in record.sources or (anchor,):
+            given.setdefault(position.get(source, owner), []).append(source)
+    return {window: sorted(set(sources)) for window, sources in given.items()}
 
 
 class CurrentVersions(Protocol):
@@ -91,27 +148,49 @@ class Download:
         current = self._current_version(request)
         if current is not None and current.version == fetched.sha256:
             return [self._planned(request, fetched, blob, content_type, 0, 0, unchanged=True)]
-        pages, windows = self._plan(request, self.store.path(blob), content_type, fetched.size)
+        pages, windows = self._plan(request, self.store.path(blob), content_type)
+        shape = fingerprint(self.settings, request, content_type)
+        # Reuse only a current version built the same way (older ones have no window digests).
+        base = current if current is not None and current.fingerprint == shape else None
         filename = request.filename or _filename(request.source)
-        tasks: list[Message] = [
-            ExtractTask(
-                tenant_id=request.tenant_id,
-                document_id=request.document_id,
-                version=fetched.sha256,
-                window=i,
-                window_count=len(windows),
-                blob=blob,
-                content_type=content_type,
-                page_start=w.first,
-                page_end=w.last,
-                start_s=w.start_s,
-                end_s=w.end_s,
-                filename=filename,
-                metadata=request.metadata,
+        given = reuse_plan(base.windows, [w.anchor for w in windows]) if base else {}
+        tasks: list[Message] = []
+        for i, w in enumerate(windows):
+            reuse_from = given.get(i, [])
+            previous = base.windows.get(w.anchor) if base else None
+            # Stopped at extract when its text is unchanged only if it takes over exactly its
+            # own objects (not those of a window that is gone, which it must drop or reuse).
+            same = previous is not None and set(previous.sources or (w.anchor,)) == set(reuse_from)
+            tasks.append(
+                ExtractTask(
+                    tenant_id=request.tenant_id,
+                    document_id=request.document_id,
+                    version=fetched.sha256,
+                    window=i,
+                    window_count=len(windows),
+                    anchor=w.anchor,
+                    blob=blob,
+                    content_type=content_type,
+                    page_start=w.first,
+                    page_end=w.last,
+                    start_s=w.start_s,
+                    end_s=w.end_s,
+                    byte_start=w.byte_start,
+                    byte_end=w.byte_end,
+                    filename=filename,
+                    metadata=request.metadata,
+                    fingerprint=shape,
+                    base_version=base.version if base and reuse_from else None,
+                    reuse_from=reuse_from,
+                    previous_digest=previous.digest if previous and same else None,
+                    previous_chunks=previous.chunks if previous and same else None,
+                )
             )
-            for i, w in enumerate(windows)
-        ]
-        return [*tasks, self._planned(request, fetched, blob, content_type, len(windows), pages)]
+        planned = self._planned(
+            request, fetched, blob, content_type, len(windows), pages,
+            base_version=base.version if base else None, fingerprint=shape,
+        )  # fmt: skip
+        return [*tasks, planned]
 
     def _fetch(self, request: DocumentSubmitted) -> tuple[Fetched, str, str]:
         """The document downloaded (resumed where an earlier try stopped) into the blob store:
@@ -129,7 +208,7 @@ class Download:
         return fetched, blob, content_type
 
     def _plan(
-        self, request: DocumentSubmitted, path: Path, content_type: str, size: int
+        self, request: DocumentSubmitted, path: Path, content_type: str
     ) -> tuple[int, list[Window]]:
         """The document's page count (PDFs) and its windows."""
         pages, duration = 0, 0.0
@@ -142,12 +221,13 @@ class Download:
                     "pages", f"{pages} pages, more than MAX_PAGES={self.settings.max_pages}"
                 )
         per_window = request.pages_per_window or self.settings.pages_per_window
-        return pages, plan_windows(content_type, pages, size, self.settings, per_window, duration)
+        return pages, plan_windows(content_type, pages, path, self.settings, per_window, duration)
 
     @staticmethod
     def _planned(
         request: DocumentSubmitted, fetched: Fetched, blob: str, content_type: str,
-        window_count: int, pages: int, unchanged: bool = False,
+        window_count: int, pages: int, unchanged: bool = False, base_version: str | None = None,
+        fingerprint: str | None = None,
     ) -> DocumentPlanned:  # fmt: skip
         return DocumentPlanned(
             tenant_id=request.tenant_id,
@@ -161,6 +241,8 @@ class Download:
             blob=blob,
             submitted_at=request.submitted_at,
             unchanged=unchanged,
+            base_version=base_version,
+            fingerprint=fingerprint,
         )
 
     def _duration(self, path: Path) -> float:

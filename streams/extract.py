@@ -1,8 +1,14 @@
-"""extract: ExtractTask -> PageBatch (the text of each page of one window) + WindowExtracted."""
+"""extract: ExtractTask -> PageBatch (the text of each page of one window) + WindowExtracted.
+
+A window whose text digest equals the current version's at the same anchor (the task carries
+it) goes no further: WindowExtracted says ``unchanged`` and no PageBatch is sent, so it is not
+chunked, embedded or indexed again, and its chunks stand.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -58,7 +64,10 @@ class Extract:
                 Page(number=1, text=self.parser.call("parsing DOCX", extractors.docx_text, path))
             ]
         elif task.content_type in (extractors.TEXT, extractors.MARKDOWN):
-            text = extractors.text_window(path, task.window, self.settings.text_window_bytes)
+            if task.byte_start is not None and task.byte_end is not None:
+                text = extractors.text_span(path, task.byte_start, task.byte_end)
+            else:
+                text = extractors.text_window(path, task.window, self.settings.text_window_bytes)
             pages = [Page(number=task.page_start, text=text)]
         else:
             raise PoisonInput(f"no extractor for {task.content_type}")
@@ -72,13 +81,20 @@ class Extract:
             raise PoisonInput(
                 f"every page of window {task.window} failed to extract; first: {pages[0].error}"
             )
-        batch = PageBatch(**task.carried(), pages=pages)
+        digest = window_digest(pages)
+        unchanged = digest == task.previous_digest
         done = WindowExtracted(
             **task.window_identity(),
             items=len(pages),
             failed_pages=sum(1 for p in pages if p.error),
+            digest=digest,
+            unchanged=unchanged,
+            chunks=(task.previous_chunks or 0) if unchanged else 0,
+            sources=task.reuse_from if unchanged else None,
         )
-        return [batch, done]
+        if done.unchanged:
+            return [done]
+        return [PageBatch(**task.carried(), pages=pages), done]
 
     def _run_transcriber(self, pcm: Path, offset_s: float, what: str) -> list[Utterance]:
         """In the parser's child, like every parser (its memory limit bounds the speech model
@@ -116,6 +132,17 @@ class Extract:
                          start_s=kept[0].start_s, end_s=kept[-1].end_s)
                 )  # fmt: skip
         return pages
+
+
+def window_digest(pages: list[Page]) -> str:
+    """What the chunker is given, digested: equal digests, equal chunks."""
+    digest = hashlib.sha256()
+    for page in pages:
+        head = f"{page.number}\x1f{page.start_s}\x1f{page.end_s}\x1f{page.error or ''}\x1f"
+        digest.update(head.encode())
+        digest.update(page.text.encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()[:32]
 
 
 def make_stage(settings: Settings) -> Stage[ExtractTask]:

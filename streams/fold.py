@@ -80,6 +80,7 @@ class IndexCounted:
     version: str
     found: int
     expected: int
+    problem: str | None = None  # why the count cannot complete the version, if it cannot
 
 
 # What carrying out an action establishes. The messages among them are published as well.
@@ -256,6 +257,7 @@ def _planned(state: DocumentState, message: DocumentPlanned) -> Folded:
     state.content_type, state.blob = message.content_type, message.blob
     state.planned_at = message.at
     state.reused_unchanged = message.unchanged
+    state.base_version, state.fingerprint = message.base_version, message.fingerprint
     state.phase = Phase.INDEXING if message.unchanged else Phase.EXTRACTING
     return Folded(state, actions=[CheckCompletion()] if state.ready_to_check else [])
 
@@ -275,12 +277,26 @@ def _window_done(state: DocumentState, message: WindowDone) -> Folded:
     state.windows_done[message.stage] = sorted(done)
     if isinstance(message, WindowExtracted):
         state.failed_pages_by_window[message.window] = message.failed_pages
+        if message.anchor and message.digest:
+            state.window_keys[message.window] = f"{message.anchor} {message.digest}"
+        if message.unchanged:  # it goes no further: its chunks stand, nothing was paid
+            for stage in WINDOW_STAGES:
+                state.windows_done[stage] = sorted({*state.done(stage), message.window})
+            state.unchanged_windows = sorted({*state.unchanged_windows, message.window})
+            state.chunks_by_window[message.window] = message.chunks
+            state.written_by_window[message.window] = 0
+            state.sources_by_window[message.window] = message.sources or []
     elif isinstance(message, WindowEmbedded):
         state.tokens_by_window[message.window] = message.tokens
         state.cached_by_window[message.window] = message.cached
         state.cached_tokens_by_window[message.window] = message.cached_tokens
     elif isinstance(message, WindowIndexed):
         state.chunks_by_window[message.window] = message.items
+        written = message.items if message.written is None else message.written
+        state.written_by_window[message.window] = written
+        state.dropped_by_window[message.window] = message.dropped
+        if message.sources is not None:
+            state.sources_by_window[message.window] = message.sources
     if state.phase in TERMINAL:
         return Folded(state)
     state.phase = _phase(state)
@@ -308,6 +324,8 @@ def _index_counted(state: DocumentState, fact: IndexCounted) -> Folded:
     stale = state.phase in TERMINAL or fact.version != state.version
     if stale or not state.ready_to_check:
         return Folded(state, changed=False)
+    if fact.problem:
+        return Folded(state, changed=False, actions=[Fail(fact.problem, "IndexMismatch")])
     if fact.found != fact.expected:
         reason = (
             f"index check failed: Weaviate holds {fact.found} objects of version "
@@ -327,6 +345,7 @@ def _completed(state: DocumentState, message: DocumentCompleted) -> Folded:
     state.phase = Phase.COMPLETED
     state.version = state.current_version = message.version
     state.chunks = message.chunks
+    state.objects_removed = message.objects_removed
     state.completed_at = message.at
     return Folded(state, actions=[Callback()])
 
@@ -374,7 +393,10 @@ def _start_submission(state: DocumentState, submitted_at: datetime | None) -> No
 
 
 def _clear_windows(state: DocumentState) -> None:
-    state.windows_done = {}
+    state.windows_done, state.window_keys, state.unchanged_windows = {}, {}, []
+    state.written_by_window, state.dropped_by_window = {}, {}
+    state.sources_by_window = {}
+    state.objects_removed = 0
     state.chunks_by_window, state.tokens_by_window = {}, {}
     state.cached_by_window, state.failed_pages_by_window = {}, {}
     state.cached_tokens_by_window = {}

@@ -8,6 +8,7 @@ orjson encoding of ``model_dump(mode="json")``; vectors travel as base64 little-
 from __future__ import annotations
 
 import base64
+import hashlib
 import resource
 from array import array
 from collections.abc import Iterable
@@ -24,6 +25,11 @@ TenantId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 # Never used as a path: the blob store keys files by sha256.
 DocumentId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+# A shortened content digest (128 bits of sha256), for windows and pipeline settings.
+Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+# A window's place that survives edits: "p26" (PDF pages from 26), "t600" (a recording from
+# 600 s), "0" / "<line hash>.<n>" (a text cut point), "whole" (HTML, DOCX).
+Anchor = Annotated[str, Field(pattern=r"^[A-Za-z0-9.]{1,48}$")]
 _METADATA_KEY = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 # Caller's labels (e.g. case id) copied onto every chunk; bounded so they cannot bloat messages.
 Metadata = Annotated[
@@ -87,9 +93,14 @@ class WindowMessage(DocumentMessage):
     version: Sha256Hex
     window: int = Field(ge=0)
     window_count: int = Field(ge=1)
+    anchor: Anchor | None = Field(
+        default=None,
+        description="Where the window is, in terms that survive edits; chunk ids derive from it.",
+    )
 
     def kafka_key(self) -> bytes:
-        return f"{self.tenant_id}/{self.document_id}:{self.window}".encode()
+        # By anchor: the same place of every version meets the same consumer, in order.
+        return f"{self.tenant_id}/{self.document_id}:{self.anchor or self.window}".encode()
 
     def window_identity(self) -> dict[str, Any]:
         """The fields that name this window, for the messages and events derived from it."""
@@ -99,6 +110,7 @@ class WindowMessage(DocumentMessage):
             "version": self.version,
             "window": self.window,
             "window_count": self.window_count,
+            "anchor": self.anchor,
         }
 
 
@@ -108,6 +120,22 @@ class WindowPayload(WindowMessage):
     content_type: str
     filename: str | None = None
     metadata: Metadata = Field(default_factory=dict)
+    fingerprint: Digest | None = Field(
+        default=None,
+        description="Digest of everything besides the text that shapes the window's chunks and "
+        "objects (chunking, embedding model, metadata): chunk ids derive from it.",
+    )
+    base_version: Sha256Hex | None = Field(
+        default=None,
+        description="The current version whose objects this window may reuse (see reuse_from); "
+        "unset: every chunk is written.",
+    )
+    reuse_from: list[Anchor] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="The anchors of the base version's objects this window may reuse: each is "
+        "given to one window of the version, which reuses what it still has and drops the rest.",
+    )
 
     def carried(self) -> dict[str, Any]:
         """Identity plus context: what the next stage's output repeats unchanged."""
@@ -116,6 +144,9 @@ class WindowPayload(WindowMessage):
             "content_type": self.content_type,
             "filename": self.filename,
             "metadata": self.metadata,
+            "fingerprint": self.fingerprint,
+            "base_version": self.base_version,
+            "reuse_from": self.reuse_from,
         }
 
 
@@ -184,6 +215,16 @@ class ExtractTask(WindowPayload):
     end_s: float | None = Field(
         default=None, ge=0, description="Audio/video: where the window ends, in seconds."
     )
+    byte_start: int | None = Field(
+        default=None, ge=0, description="Text: where the window starts in the file (a line)."
+    )
+    byte_end: int | None = Field(default=None, ge=0, description="...and where the next starts.")
+    previous_digest: Digest | None = Field(
+        default=None,
+        description="The digest of the base version's window at this anchor, when this window "
+        "is given exactly that window's objects: a window whose text has it goes no further.",
+    )
+    previous_chunks: int | None = Field(default=None, ge=0, description="...and its chunks.")
 
 
 class Page(BaseModel):
@@ -205,7 +246,10 @@ class PageBatch(WindowPayload):
 
 class Chunk(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    id: str = Field(description="uuid5(tenant/document/version/window/index): the Weaviate id.")
+    id: str = Field(
+        description="The Weaviate id: uuid5 of tenant, document, fingerprint, anchor, the text, "
+        "its pages or times and its ordinal among identical ones (unchanged text: same id)."
+    )
     index: int = Field(ge=0, description="Position within the window.")
     text: str = Field(min_length=1)
     page_start: int = Field(ge=1)
@@ -215,6 +259,13 @@ class Chunk(BaseModel):
         default=None, ge=0, description="Audio/video: the time range the chunk's words span."
     )
     end_s: float | None = Field(default=None, ge=0)
+
+
+def content_key(chunk: Chunk) -> str:
+    """What a chunk is, wherever it falls: its text and its pages or times. Objects carry it,
+    so a later version finds the objects of the chunks it still has."""
+    place = f"{chunk.page_start}-{chunk.page_end}/{chunk.start_s}-{chunk.end_s}"
+    return hashlib.sha256(f"{place}\x1f{chunk.text}".encode()).hexdigest()[:32]
 
 
 class ChunkBatch(WindowPayload):
@@ -278,6 +329,13 @@ class DocumentPlanned(StageEvent):
         default=False,
         description="This version is already indexed and current: nothing is re-extracted.",
     )
+    base_version: Sha256Hex | None = Field(
+        default=None,
+        description="The current version this one reuses windows and objects of, if any.",
+    )
+    fingerprint: Digest | None = Field(
+        default=None, description="How its windows are built (see WindowPayload)."
+    )
 
 
 class WindowDone(StageEvent):
@@ -287,12 +345,23 @@ class WindowDone(StageEvent):
     window: int = Field(ge=0)
     window_count: int = Field(ge=1)
     items: int = Field(ge=0, description="Pages, chunks or vectors this stage produced.")
+    anchor: Anchor | None = None
 
 
 class WindowExtracted(WindowDone):
     type: Literal["WindowExtracted"] = "WindowExtracted"
     stage: Literal["extract"] = "extract"
     failed_pages: int = Field(default=0, ge=0)
+    digest: Digest | None = Field(default=None, description="Digest of the window's text.")
+    unchanged: bool = Field(
+        default=False,
+        description="The text equals the current version's at this anchor: the window goes no "
+        "further, and its chunks (previous_chunks) stand.",
+    )
+    chunks: int = Field(default=0, ge=0, description="Unchanged: the chunks that stand.")
+    sources: list[Anchor] | None = Field(
+        default=None, description="Unchanged: the anchors its standing objects carry."
+    )
 
 
 class WindowChunked(WindowDone):
@@ -313,6 +382,15 @@ class WindowEmbedded(WindowDone):
 class WindowIndexed(WindowDone):
     type: Literal["WindowIndexed"] = "WindowIndexed"
     stage: Literal["index"] = "index"
+    written: int | None = Field(
+        default=None, ge=0, description="Objects written (the others were reused); unset: all."
+    )
+    dropped: int = Field(
+        default=0, ge=0, description="Objects of the current version this window no longer has."
+    )
+    sources: list[Anchor] | None = Field(
+        default=None, description="The anchors its objects carry (reused ones keep theirs)."
+    )
 
 
 class DocumentFailed(StageEvent):
@@ -338,6 +416,9 @@ class DocumentCompleted(StageEvent):
     chunks: int = Field(ge=0)
     reused_unchanged: bool = False
     tokens_spent: int = Field(default=0, ge=0)
+    objects_removed: int = Field(
+        default=0, ge=0, description="Objects of earlier versions deleted after the switch."
+    )
 
 
 class DocumentDeleted(StageEvent):

@@ -53,6 +53,23 @@ TOKENS = Counter("docstreams_embedding_tokens_total", "Tokens sent to the embedd
 OBJECTS = Counter(
     "docstreams_weaviate_objects_written_total", "Objects Weaviate acknowledged.", ["stage"]
 )
+# What an edit cost: an edited document's unchanged windows and chunks are not processed again.
+WINDOWS_EXTRACTED = Counter(
+    "docstreams_windows_extracted_total",
+    "Windows extracted, by whether their text equals the current version's (unchanged: they go "
+    "no further) or not (changed).",
+    ["stage", "text"],
+)
+OBJECTS_REUSED = Counter(
+    "docstreams_weaviate_objects_reused_total",
+    "Chunks of an edited window whose object the current version already had (not written).",
+    ["stage"],
+)
+OBJECTS_DROPPED = Counter(
+    "docstreams_weaviate_objects_dropped_total",
+    "Objects of the current version an edited window no longer has (deleted after the switch).",
+    ["stage"],
+)
 # Embedding cost, counted when it happens (a paid request whose batch is then aborted was paid).
 EMBED_PROVIDER_TOKENS = Counter(
     "docstreams_embedding_provider_tokens_total",
@@ -137,10 +154,14 @@ def count_committed(stage: str, messages: Iterable[Message]) -> None:
         if isinstance(m, WindowExtracted):
             PAGES.labels(stage).inc(m.items)
             PAGES_FAILED.labels(stage).inc(m.failed_pages)
+            WINDOWS_EXTRACTED.labels(stage, "unchanged" if m.unchanged else "changed").inc()
         elif isinstance(m, WindowEmbedded):
             CHUNKS.labels(stage).inc(m.items)
             TOKENS.labels(stage).inc(m.tokens)
         elif isinstance(m, WindowIndexed):
-            OBJECTS.labels(stage).inc(m.items)
+            written = m.items if m.written is None else m.written
+            OBJECTS.labels(stage).inc(written)
+            OBJECTS_REUSED.labels(stage).inc(m.items - written)
+            OBJECTS_DROPPED.labels(stage).inc(m.dropped)
         elif isinstance(m, DeadLetter):
             DEAD_LETTERS.labels(stage, m.error_class).inc()

@@ -78,6 +78,19 @@ class DocumentState(BaseModel):
     cached_by_window: dict[int, int] = Field(default_factory=dict)
     cached_tokens_by_window: dict[int, int] = Field(default_factory=dict)
     failed_pages_by_window: dict[int, int] = Field(default_factory=dict)
+    # An edit's cost: what the version reuses of its base (the version current when planned).
+    base_version: str | None = None
+    fingerprint: str | None = None
+    window_keys: dict[int, str] = Field(
+        default_factory=dict, description="Each window's 'anchor digest', for the registry."
+    )
+    sources_by_window: dict[int, list[str]] = Field(
+        default_factory=dict, description="The anchors each window's objects carry."
+    )
+    unchanged_windows: list[int] = Field(default_factory=list)
+    written_by_window: dict[int, int] = Field(default_factory=dict)
+    dropped_by_window: dict[int, int] = Field(default_factory=dict)
+    objects_removed: int = 0
     reused_unchanged: bool = False
     chunks: int = 0
     error: ErrorInfo | None = None
@@ -100,6 +113,20 @@ class DocumentState(BaseModel):
     @property
     def expected_chunks(self) -> int:
         return sum(self.chunks_by_window.values())
+
+    def edit(self) -> dict[str, int]:
+        """What this version cost against its base: windows and chunks reused or new."""
+        unchanged = set(self.unchanged_windows)
+        written = sum(self.written_by_window.values())
+        return {
+            "windows_unchanged": len(unchanged),
+            "windows_changed": len(self.done("extract") - unchanged),
+            "chunks_reused": self.expected_chunks - written,
+            "chunks_new": written,
+            "chunks_dropped": sum(self.dropped_by_window.values()),
+            "objects_written": written,
+            "objects_removed": self.objects_removed,
+        }
 
     @property
     def all_indexed(self) -> bool:
@@ -162,6 +189,8 @@ class DocumentState(BaseModel):
             "tokens_from_cache": sum(self.cached_tokens_by_window.values()),
             "vectors_from_cache": sum(self.cached_by_window.values()),
             "reused_unchanged": self.reused_unchanged,
+            "base_version": self.base_version,
+            "edit": self.edit(),
             "submissions": self.submissions,
             "resumed_after_failure": self.resumed_after_failure,
             "error": self.error.model_dump(mode="json") if self.error else None,

@@ -252,7 +252,7 @@ def test_a_window_larger_than_the_insert_size_is_written_whole_in_slices(
 ) -> None:
     import numpy as np
 
-    from streams.adapters.weaviate_store import ChunkIndex
+    from streams.adapters.weaviate_store import ChunkIndex, CurrentVersion
     from streams.messages import EmbeddedChunk, VectorBatch, encode_vector
 
     sliced = settings.model_copy(
@@ -272,7 +272,7 @@ def test_a_window_larger_than_the_insert_size_is_written_whole_in_slices(
     try:
         assert index.upsert(batch) == 5
         assert index.count("acme", "moorings") == 5
-        index.make_current("acme", "moorings", "b" * 64, 5)
+        index.make_current("acme", "moorings", CurrentVersion("b" * 64, 5))
         (hit,) = index.search("acme", vectors[4].tolist(), limit=1)
         assert hit.text == "mooring 4"
         index.client.collections.delete([index.name, index.registry_name])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from streams.adapters import extractors
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.embedders import LocalMiniLM
 from streams.adapters.fetch import AddressGuard, Fetcher
-from streams.chunk import Chunker, chunk_id
+from streams.chunk import Chunker
 from streams.download import Download
 from streams.embed import Embed
 from streams.errors import PoisonInput
@@ -99,6 +100,21 @@ def test_text_windows_partition_the_file_by_whole_lines(tmp_path: Path) -> None:
     lines = [f"line {i} " + "x" * (i % 37) for i in range(3000)]
     path = tmp_path / "big.txt"
     path.write_text("\n".join(lines) + "\n")
+    spans = extractors.text_spans(path, 4096)
+    assert spans[0].start == 0 and spans[-1].end == path.stat().st_size
+    assert all(a.end == b.start for a, b in itertools.pairwise(spans))
+    assert all(2048 <= s.end - s.start <= 8192 + 60 for s in spans[:-1])
+    assert len({s.anchor for s in spans}) == len(spans)
+    texts = [extractors.text_span(path, s.start, s.end) for s in spans]
+    assert "\n".join(texts).split("\n") == lines
+
+
+def test_text_windows_planned_by_an_earlier_release_still_read_by_byte_window(
+    tmp_path: Path,
+) -> None:
+    lines = [f"line {i} " + "x" * (i % 37) for i in range(3000)]
+    path = tmp_path / "big.txt"
+    path.write_text("\n".join(lines) + "\n")
     size = path.stat().st_size
     window_bytes = 4096
     texts = [extractors.text_window(path, w, window_bytes) for w in range(size // window_bytes + 1)]
@@ -141,19 +157,23 @@ def test_html_and_docx_become_plain_text(tmp_path: Path) -> None:
 
 def _pages(texts: list[str]) -> PageBatch:
     return PageBatch(tenant_id="t1", document_id="d1", version=VERSION, window=2, window_count=4,
+                     anchor="p11", fingerprint="f" * 32,
                      pages=[Page(number=i + 11, text=t) for i, t in enumerate(texts)],
                      content_type=extractors.PDF)  # fmt: skip
 
 
-def test_chunks_keep_their_page_ranges_token_limits_and_stable_ids() -> None:
+def test_chunks_keep_their_page_ranges_token_limits_and_content_ids() -> None:
     pages = [f"Page marker p{n}. " + "The tide turns twice a day. " * 40 for n in range(11, 15)]
     chunker = Chunker(EMBEDDER, max_tokens=64, overlap=8)
     out, done = chunker(_pages(pages))
     assert isinstance(out, ChunkBatch) and isinstance(done, WindowChunked)
     assert done.items == len(out.chunks) > 4
+    assert len({c.id for c in out.chunks}) == len(out.chunks)  # repeated texts: by ordinal
+    other_version, _ = chunker(_pages(pages).model_copy(update={"version": "b2" * 32}))
+    assert isinstance(other_version, ChunkBatch)  # the same text in a new version: same ids
+    assert [c.id for c in other_version.chunks] == [c.id for c in out.chunks]
     for chunk in out.chunks:
         assert chunk.tokens <= 64
-        assert chunk.id == chunk_id("t1", "d1", VERSION, 2, chunk.index)
         for n in range(11, 15):
             if f"p{n}." in chunk.text:
                 assert chunk.page_start <= n <= chunk.page_end

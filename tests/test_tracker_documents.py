@@ -5,12 +5,14 @@ table, the topics and the index are stand-ins that record what they were asked."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import orjson
 from prometheus_client import REGISTRY
 
+from streams.adapters.weaviate_store import CurrentVersion
 from streams.fold import CheckCompletion, Folded, fold
 from streams.messages import DeleteRequested, utc_now
 from streams.settings import Settings
@@ -30,13 +32,17 @@ class _Index:
         self.found = found
         self.switched: list[tuple[str, int]] = []
 
-    def count(self, tenant_id: str, document_id: str, version: str | None = None) -> int:
+    def count(self, tenant_id: str, document_id: str, version: str | None = None,
+              versions: Sequence[str] = ()) -> int:  # fmt: skip
         return self.found
 
-    def make_current(self, tenant_id: str, document_id: str, version: str, chunks: int) -> None:
-        self.switched.append((version, chunks))
+    def current(self, tenant_id: str, document_id: str) -> CurrentVersion | None:
+        return None
 
-    def delete_chunks(self, tenant_id: str, document_id: str, except_version: str | None) -> int:
+    def make_current(self, tenant_id: str, document_id: str, entry: CurrentVersion) -> None:
+        self.switched.append((entry.version, entry.chunks))
+
+    def remove_replaced(self, tenant_id: str, document_id: str) -> int:
         return 0
 
     def forget(self, tenant_id: str, document_id: str) -> int:

@@ -3,18 +3,27 @@
 Objects are written with the chunk id as their uuid, so a replayed batch replaces instead of
 duplicating. Every object's result is checked: a batch with any failure is not done.
 
-A companion collection ``<name>Version`` holds one object per document: the version that is
-current (complete and checked by the tracker). Search shows only chunks of current versions,
-so while a new version is being indexed the old one stays the answer, and a half-indexed
-version never shows.
+Versions share objects. A chunk's id derives from its content and place (streams/chunk.py), so
+an edited document's unchanged chunks keep their objects. A companion collection
+``<name>Version`` holds one object per document, the registry of what is searchable:
+
+- ``version``: the current version (complete and checked by the tracker);
+- ``versions``: the versions that wrote objects the current one still has;
+- ``windows_json``: each window's anchor, text digest and chunk count (what the next version
+  compares against), and the ``fingerprint`` of how they were built.
+
+An object is searchable when it was written by one of ``versions`` and the current version is
+not in its ``dropped_by`` (the versions that no longer have it). A new version's objects, and
+the marks on what it drops, stay invisible until the tracker writes the registry: one object
+write, so the switch is atomic for readers; what was dropped is deleted after it.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,10 +31,11 @@ import orjson
 from weaviate.classes.config import Configure, DataType, Property, Tokenization
 from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter, MetadataQuery
+from weaviate.collections.classes.filters import _Filters
 from weaviate.exceptions import WeaviateBaseError, WeaviateConnectionError
 
 from streams.errors import DownstreamUnavailable, TransientError
-from streams.messages import EmbeddedChunk, VectorBatch
+from streams.messages import EmbeddedChunk, VectorBatch, content_key
 from streams.settings import IndexSettings
 from streams.weaviate_clients import WeaviateAdapter
 
@@ -38,8 +48,20 @@ _PROPERTIES = [
         name="document_id", data_type=DataType.TEXT, skip_vectorization=True, tokenization=_ID
     ),
     Property(name="version", data_type=DataType.TEXT, skip_vectorization=True, tokenization=_ID),
+    # Where the object was first written: not kept up to date when a later version reuses it.
     Property(name="window", data_type=DataType.INT),
     Property(name="chunk_index", data_type=DataType.INT),
+    Property(name="anchor", data_type=DataType.TEXT, skip_vectorization=True, tokenization=_ID),
+    Property(  # content_key(): how a later version finds the objects of chunks it still has
+        name="content",
+        data_type=DataType.TEXT,
+        skip_vectorization=True,
+        index_filterable=False,
+        index_searchable=False,
+    ),
+    Property(
+        name="dropped_by", data_type=DataType.TEXT_ARRAY, skip_vectorization=True, tokenization=_ID
+    ),
     Property(name="page_start", data_type=DataType.INT),
     Property(name="page_end", data_type=DataType.INT),
     Property(name="start_s", data_type=DataType.NUMBER),  # audio/video: the chunk's time range
@@ -64,17 +86,76 @@ _VERSION_PROPERTIES = [
     Property(name="version", data_type=DataType.TEXT, skip_vectorization=True, tokenization=_ID),
     Property(name="chunks", data_type=DataType.INT),
     Property(name="completed_at", data_type=DataType.DATE),
+    Property(
+        name="versions", data_type=DataType.TEXT_ARRAY, skip_vectorization=True, tokenization=_ID
+    ),
+    Property(
+        name="fingerprint", data_type=DataType.TEXT, skip_vectorization=True, tokenization=_ID
+    ),
+    Property(
+        name="windows_json",
+        data_type=DataType.TEXT,
+        skip_vectorization=True,
+        index_filterable=False,
+        index_searchable=False,
+    ),
 ]
+_REGISTRY_SUMMARY = ["document_id", "version", "chunks", "versions", "fingerprint"]
 # Namespace of the version registry's object ids (one object per tenant/document).
 _REGISTRY_NAMESPACE = uuid.UUID("5b0f3c1e-2a7d-4f7e-9a51-0d6c3f1b8e42")
 # How many candidates a search looks at per wanted hit before giving up on finding current ones.
 _SEARCH_OVERFETCH = 4
 
 
+# Weaviate's default QUERY_MAXIMUM_RESULTS: the most objects one fetch returns.
+_FETCH_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """A window of a current version: its text digest, its chunks, and the anchors its
+    objects carry (its own, or those of the windows it took over objects from)."""
+
+    digest: str
+    chunks: int
+    sources: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class CurrentVersion:
+    """A document's registry entry (see the module docstring)."""
+
     version: str
     chunks: int
+    versions: tuple[str, ...] = ()
+    fingerprint: str | None = None
+    windows: dict[str, WindowRecord] = field(default_factory=dict)
+
+    def shows(self, version: str, dropped_by: Sequence[str] | None) -> bool:
+        """Whether an object written by ``version`` and dropped by those is searchable."""
+        return version in (self.versions or (self.version,)) and self.version not in (
+            dropped_by or ()
+        )
+
+
+@dataclass(frozen=True)
+class WindowWrite:
+    """What indexing one window did: objects written, reused and marked dropped, and the
+    anchors its objects carry."""
+
+    written: int
+    reused: int
+    dropped: int
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True, order=True)
+class StoredObject:
+    id: str
+    version: str
+    dropped_by: list[str]
+    anchor: str
+    content: str
 
 
 @dataclass(frozen=True)
@@ -117,6 +198,7 @@ class ChunkIndex(WeaviateAdapter):
             (self.registry_name, _VERSION_PROPERTIES, None),
         ):
             if self.client.collections.exists(name):
+                self._add_missing(name, properties)  # made by an earlier release
                 continue
             try:
                 self.client.collections.create(
@@ -131,6 +213,17 @@ class ChunkIndex(WeaviateAdapter):
                 if not self.client.collections.exists(name):  # else: a replica won the race
                     raise
         self._ready = True
+
+    def _add_missing(self, name: str, properties: list[Property]) -> None:
+        collection = self.client.collections.use(name)
+        have = {p.name for p in collection.config.get().properties}
+        for prop in properties:
+            if prop.name not in have:
+                try:
+                    collection.config.add_property(prop)
+                except WeaviateBaseError:
+                    if prop.name not in {p.name for p in collection.config.get().properties}:
+                        raise  # else: a replica added it first
 
     def upsert(self, batch: VectorBatch) -> int:
         """Write every chunk of the batch; raises unless Weaviate acknowledged each one."""
@@ -159,23 +252,125 @@ class ChunkIndex(WeaviateAdapter):
             raise TransientError(message)
         return len(batch.chunks)
 
-    def count(self, tenant_id: str, document_id: str, version: str | None = None) -> int:
+    def index_window(self, batch: VectorBatch) -> WindowWrite:
+        """Index one window of a version. Given objects to reuse (``reuse_from``: anchors of the
+        current version's objects, each given to one window), a chunk whose content key one of
+        them shows is not written; those it shows that the window no longer has are marked
+        dropped by the new version. The rest is written under the chunks' own ids."""
+        current = self.current(batch.tenant_id, batch.document_id) if batch.base_version else None
+        if current is None or not batch.reuse_from:
+            written = self.upsert(batch)
+            return WindowWrite(written, 0, 0, (batch.anchor,) if written and batch.anchor else ())
+        shown: dict[str, list[tuple[str, str]]] = {}  # content key -> [(id, anchor)]
+        for found in self._objects_at(batch.tenant_id, batch.document_id, batch.reuse_from):
+            if current.shows(found.version, found.dropped_by):
+                shown.setdefault(found.content, []).append((found.id, found.anchor))
+        fresh, sources = [], set()
+        for chunk in batch.chunks:
+            if reusable := shown.get(content_key(chunk)):
+                sources.add(reusable.pop(0)[1])
+            else:
+                fresh.append(chunk)
+        written = self.upsert(batch.model_copy(update={"chunks": fresh})) if fresh else 0
+        if written and batch.anchor:
+            sources.add(batch.anchor)
+        gone = [object_id for left in shown.values() for object_id, _ in left]
+        self._mark_dropped(batch.tenant_id, gone, batch.version)
+        return WindowWrite(
+            written, len(batch.chunks) - len(fresh), len(gone), tuple(sorted(sources))
+        )
+
+    def drop_anchors(
+        self, tenant_id: str, document_id: str, anchors: Sequence[str], version: str
+    ) -> int:
+        """Mark every shown object under these anchors (which no window of ``version`` took
+        over) as dropped by it; returns how many."""
+        current = self.current(tenant_id, document_id)
+        if current is None or not anchors:
+            return 0
+        gone = [
+            found.id
+            for found in self._objects_at(tenant_id, document_id, anchors)
+            if current.shows(found.version, found.dropped_by)
+        ]
+        self._mark_dropped(tenant_id, gone, version)
+        return len(gone)
+
+    def _objects_at(
+        self, tenant_id: str, document_id: str, anchors: Sequence[str]
+    ) -> list[StoredObject]:
+        """The document's objects under these anchors (of any version)."""
+        with _translated_errors():
+            self.ensure_collection()
+            collection = self.client.collections.use(self.name).with_tenant(tenant_id)
+            where = Filter.by_property("document_id").equal(document_id) & Filter.by_property(
+                "anchor"
+            ).contains_any(list(anchors))
+            response = collection.query.fetch_objects(
+                filters=where,
+                limit=_FETCH_LIMIT,
+                return_properties=["version", "dropped_by", "anchor", "content"],
+            )
+        if len(response.objects) >= _FETCH_LIMIT:
+            raise TransientError(f"more than {_FETCH_LIMIT} objects under anchors {anchors[:3]}")
+        return sorted(
+            StoredObject(
+                id=str(o.uuid),
+                version=str(o.properties.get("version")),
+                dropped_by=strings(o.properties.get("dropped_by")),
+                anchor=str(o.properties.get("anchor")),
+                content=str(o.properties.get("content")),
+            )
+            for o in response.objects
+        )
+
+    def _mark_dropped(self, tenant_id: str, object_ids: Iterable[str], version: str) -> None:
+        """Add ``version`` to each object's dropped_by (a replay finds it there already)."""
+        wanted = sorted(object_ids)
+        if not wanted:
+            return
+        with _translated_errors():
+            collection = self.client.collections.use(self.name).with_tenant(tenant_id)
+            for start in range(0, len(wanted), 100):
+                ids = wanted[start : start + 100]
+                response = collection.query.fetch_objects(
+                    filters=Filter.by_id().contains_any(ids),
+                    limit=len(ids),
+                    return_properties=["dropped_by"],
+                )
+                for o in response.objects:
+                    marks = strings(o.properties.get("dropped_by"))
+                    if version not in marks:
+                        collection.data.update(
+                            uuid=o.uuid, properties={"dropped_by": [*marks, version]}
+                        )
+
+    def count(self, tenant_id: str, document_id: str, version: str | None = None,
+              versions: Sequence[str] = ()) -> int:  # fmt: skip
+        """The document's objects; given a version, those it shows: written by it (or by one
+        of ``versions``, the versions it reuses objects of) and not dropped by it."""
         self.ensure_collection()
         collection = self.client.collections.use(self.name).with_tenant(tenant_id)
         where = Filter.by_property("document_id").equal(document_id)
         if version:
-            where = where & Filter.by_property("version").equal(version)
+            where = where & Filter.by_property("version").contains_any(sorted({version, *versions}))
         with _translated_errors():  # the tracker waits out an outage on DownstreamUnavailable
             total = collection.aggregate.over_all(filters=where, total_count=True).total_count
+            if version and total:
+                dropped = where & Filter.by_property("dropped_by").contains_any([version])
+                total -= (
+                    collection.aggregate.over_all(filters=dropped, total_count=True).total_count
+                    or 0
+                )
         return int(total or 0)
 
     # --- versions ---------------------------------------------------------------------------
     def current(self, tenant_id: str, document_id: str) -> CurrentVersion | None:
-        """The document's searchable version, or None if it has none (yet)."""
-        return self.current_versions(tenant_id, [document_id]).get(document_id)
+        """The document's registry entry, with its windows; None if it has none (yet)."""
+        return self.current_versions(tenant_id, [document_id], windows=True).get(document_id)
 
     def current_versions(
-        self, tenant_id: str, document_ids: Iterable[str]
+        self, tenant_id: str, document_ids: Iterable[str], windows: bool = False
     ) -> dict[str, CurrentVersion]:
         wanted = sorted(set(document_ids))
         if not wanted:
@@ -186,17 +381,18 @@ class ChunkIndex(WeaviateAdapter):
                 return {}
             registry = self.client.collections.use(self.registry_name).with_tenant(tenant_id)
             response = registry.query.fetch_objects(
-                filters=Filter.by_property("document_id").contains_any(wanted), limit=len(wanted)
+                filters=Filter.by_property("document_id").contains_any(wanted),
+                limit=len(wanted),
+                return_properties=[*_REGISTRY_SUMMARY, *(["windows_json"] if windows else [])],
             )
         return {
-            str(o.properties["document_id"]): CurrentVersion(
-                str(o.properties["version"]), int(str(o.properties.get("chunks") or 0))
-            )
+            str(o.properties["document_id"]): _registry_entry(o.properties)
             for o in response.objects
         }
 
-    def make_current(self, tenant_id: str, document_id: str, version: str, chunks: int) -> None:
-        """Switch search to ``version`` (one object write: atomic for readers)."""
+    def make_current(self, tenant_id: str, document_id: str, entry: CurrentVersion) -> None:
+        """Switch search to ``entry.version`` (one object write: atomic for readers)."""
+        windows = {a: [w.digest, w.chunks, list(w.sources)] for a, w in entry.windows.items()}
         with _translated_errors():
             self.ensure_collection()
             registry = self.client.collections.use(self.registry_name).with_tenant(tenant_id)
@@ -206,9 +402,12 @@ class ChunkIndex(WeaviateAdapter):
                         uuid=_registry_id(tenant_id, document_id),
                         properties={
                             "document_id": document_id,
-                            "version": version,
-                            "chunks": chunks,
+                            "version": entry.version,
+                            "chunks": entry.chunks,
                             "completed_at": datetime.now(UTC),
+                            "versions": list(entry.versions or (entry.version,)),
+                            "fingerprint": entry.fingerprint or "",
+                            "windows_json": orjson.dumps(windows).decode() if windows else "",
                         },
                     )
                 ]
@@ -216,21 +415,48 @@ class ChunkIndex(WeaviateAdapter):
         if result.errors:
             raise TransientError(f"weaviate refused the version switch: {result.errors}")
 
-    def delete_chunks(self, tenant_id: str, document_id: str, except_version: str | None) -> int:
-        """Delete the document's chunks (all, or all but one version); returns how many.
+    def remove_replaced(self, tenant_id: str, document_id: str) -> int:
+        """After a switch: delete the document's objects its current version does not show
+        (dropped by it, or written by a version it does not reuse), and forget the versions
+        whose objects are all gone. Returns the objects deleted."""
+        current = self.current(tenant_id, document_id)
+        if current is None:
+            return 0
+        versions = current.versions or (current.version,)
+        where: _Filters = Filter.by_property("dropped_by").contains_any([current.version])
+        others = Filter.all_of([Filter.by_property("version").not_equal(v) for v in versions])
+        deleted = self._delete_where(tenant_id, document_id, where) + self._delete_where(
+            tenant_id, document_id, others
+        )
+        kept = tuple(
+            v
+            for v in versions
+            if v == current.version or self._written_by(tenant_id, document_id, v)
+        )
+        if kept != versions:
+            self.make_current(tenant_id, document_id, replace(current, versions=kept))
+        return deleted
 
-        Weaviate deletes at most QUERY_MAXIMUM_RESULTS objects per call, so this loops."""
+    def _written_by(self, tenant_id: str, document_id: str, version: str) -> bool:
+        with _translated_errors():
+            collection = self.client.collections.use(self.name).with_tenant(tenant_id)
+            where = Filter.by_property("document_id").equal(document_id) & Filter.by_property(
+                "version"
+            ).equal(version)
+            return bool(collection.aggregate.over_all(filters=where, total_count=True).total_count)
+
+    def _delete_where(self, tenant_id: str, document_id: str, where: _Filters | None) -> int:
+        """Delete the document's objects that match; returns how many. Weaviate deletes at
+        most QUERY_MAXIMUM_RESULTS objects per call, so this loops."""
         deleted = 0
         with _translated_errors():
             self.ensure_collection()
             if not self._has_tenant(tenant_id):
                 return 0
             collection = self.client.collections.use(self.name).with_tenant(tenant_id)
-            where = Filter.by_property("document_id").equal(document_id)
-            if except_version:
-                where = where & Filter.by_property("version").not_equal(except_version)
+            mine = Filter.by_property("document_id").equal(document_id)
             while True:
-                result = collection.data.delete_many(where=where)
+                result = collection.data.delete_many(where=mine & where if where else mine)
                 deleted += result.successful
                 if result.failed:
                     raise TransientError(f"weaviate failed to delete {result.failed} objects")
@@ -247,7 +473,7 @@ class ChunkIndex(WeaviateAdapter):
                 registry.data.delete_many(
                     where=Filter.by_property("document_id").equal(document_id)
                 )
-        return self.delete_chunks(tenant_id, document_id, except_version=None)
+        return self._delete_where(tenant_id, document_id, None)
 
     def _has_tenant(self, tenant_id: str) -> bool:
         # Reading a tenant that was never written is an error in Weaviate, not an empty result.
@@ -267,12 +493,13 @@ class ChunkIndex(WeaviateAdapter):
                 limit=limit * _SEARCH_OVERFETCH,
                 return_metadata=MetadataQuery(distance=True),
             )
-        candidates = [_hit(o.properties, o.metadata.distance) for o in response.objects]
-        current = self.current_versions(tenant_id, {h.document_id for h in candidates})
+        found = [(o.properties, o.metadata.distance) for o in response.objects]
+        current = self.current_versions(tenant_id, {str(p["document_id"]) for p, _ in found})
         hits = [
-            h
-            for h in candidates
-            if h.document_id in current and current[h.document_id].version == h.version
+            replace(_hit(props, distance), version=entry.version)  # the document's version
+            for props, distance in found
+            if (entry := current.get(str(props["document_id"]))) is not None
+            and entry.shows(str(props.get("version")), strings(props.get("dropped_by")))
         ]
         return hits[:limit]
 
@@ -288,6 +515,8 @@ def _chunk_object(batch: VectorBatch, chunk: EmbeddedChunk, metadata: str) -> An
             "version": batch.version,
             "window": batch.window,
             "chunk_index": chunk.index,
+            **({"anchor": batch.anchor} if batch.anchor else {}),
+            "content": content_key(chunk),
             "page_start": chunk.page_start,
             "page_end": chunk.page_end,
             **(
@@ -319,6 +548,27 @@ def _hit(props: Mapping[str, Any], distance: float | None) -> Hit:
 
 def _seconds(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
+
+
+def strings(value: object) -> list[str]:
+    """A text-array property as read back (absent on objects of an earlier release)."""
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _registry_entry(props: Mapping[str, Any]) -> CurrentVersion:
+    """A registry object as written by this release or an earlier one (version, chunks only:
+    its objects are shown by version alone, and nothing is reused from it)."""
+    windows = orjson.loads(props["windows_json"]) if props.get("windows_json") else {}
+    return CurrentVersion(
+        version=str(props["version"]),
+        chunks=int(props.get("chunks") or 0),
+        versions=tuple(strings(props.get("versions"))),
+        fingerprint=props.get("fingerprint") or None,
+        windows={
+            anchor: WindowRecord(str(record[0]), int(record[1]), tuple(record[2]))
+            for anchor, record in windows.items()
+        },
+    )
 
 
 def _registry_id(tenant_id: str, document_id: str) -> uuid.UUID:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar, assert_never
 
 from streams.adapters.blobstore import LocalBlobStore
-from streams.adapters.weaviate_store import ChunkIndex
+from streams.adapters.weaviate_store import ChunkIndex, CurrentVersion, WindowRecord
 from streams.errors import DownstreamUnavailable, TransientError
 from streams.fold import (
     Action,
@@ -66,20 +67,56 @@ class Effects:
         version = state.version
         if state.phase in TERMINAL or version is None:
             return []
-        found = self.index.count(state.tenant_id, state.document_id, version)
+        tenant, document = state.tenant_id, state.document_id
+        current = self.index.current(tenant, document)
+        counted = IndexCounted(tenant_id=tenant, document_id=document, version=version,
+                               found=0, expected=state.expected_chunks)  # fmt: skip
         if state.reused_unchanged:  # unchanged content: what its version was switched with
-            current = self.index.current(state.tenant_id, state.document_id)
             expected = current.chunks if current and current.version == version else -1
-        else:
-            expected = state.expected_chunks
-        return [IndexCounted(tenant_id=state.tenant_id, document_id=state.document_id,
-                             version=version, found=found, expected=expected)]  # fmt: skip
+            versions = current.versions if current else ()
+            found = self.index.count(tenant, document, version, versions)
+            return [replace(counted, found=found, expected=expected)]
+        if state.base_version is not None:
+            if current is None or current.version not in (state.base_version, version):
+                problem = (
+                    f"another version ({current.version[:12] if current else 'none'}) became "
+                    "current while this one was indexed against "
+                    f"{state.base_version[:12]}; submit the document again"
+                )
+                return [replace(counted, problem=problem)]
+            if current.version != version:  # (else: switched already, counted again)
+                # Objects under anchors no window of the version took over are dropped by it.
+                had = {a for anchor, w in current.windows.items() for a in w.sources or (anchor,)}
+                kept = {a for sources in state.sources_by_window.values() for a in sources}
+                self.index.drop_anchors(tenant, document, sorted(had - kept), version)
+        found = self.index.count(tenant, document, version, _versions(state, current))
+        return [replace(counted, found=found)]
 
     def _switch(self, state: DocumentState, action: SwitchVersion) -> DocumentCompleted:
-        # Order matters: switch search to the new version, then delete the old ones.
+        # Order matters: switch search to the new version (one registry write), then delete
+        # what it no longer shows.
         tenant, document = state.tenant_id, state.document_id
-        self.index.make_current(tenant, document, action.version, action.chunks)
-        self.index.delete_chunks(tenant, document, except_version=action.version)
+        current = self.index.current(tenant, document)
+        if state.reused_unchanged and current is not None:
+            entry = replace(current, chunks=action.chunks)
+        else:
+            windows = {}  # in window order: the next version's reuse plan reads it so
+            for window, key in sorted(state.window_keys.items()):
+                anchor, digest = key.split()
+                windows[anchor] = WindowRecord(
+                    digest,
+                    state.chunks_by_window.get(window, 0),
+                    tuple(state.sources_by_window.get(window, ())),
+                )
+            entry = CurrentVersion(
+                version=action.version,
+                chunks=action.chunks,
+                versions=_versions(state, current),
+                fingerprint=state.fingerprint,
+                windows=windows,
+            )
+        self.index.make_current(tenant, document, entry)
+        removed = self.index.remove_replaced(tenant, document)
         if state.blob and not self.settings.keep_completed_blobs:
             self.blobs.delete(state.blob)
         return DocumentCompleted(
@@ -90,7 +127,17 @@ class Effects:
             chunks=action.chunks,
             reused_unchanged=state.reused_unchanged,
             tokens_spent=state.tokens_spent,
+            objects_removed=removed,
         )
+
+
+def _versions(state: DocumentState, current: CurrentVersion | None) -> tuple[str, ...]:
+    """The versions whose objects the state's version shows: its own, and its base's."""
+    version = state.version or ""
+    if state.base_version is None or current is None:
+        return (version,)
+    shown = current.versions or (current.version,)
+    return shown if version in shown else (*shown, version)
 
 
 def _failure(state: DocumentState, action: Fail) -> DocumentFailed:

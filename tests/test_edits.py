@@ -1,0 +1,148 @@
+"""An edited document costs what changed, on the real stack: unchanged windows stop at extract,
+unchanged chunks keep their Weaviate objects, and what search shows afterwards is exactly what
+a fresh ingest of the edited file shows."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+from weaviate.classes.query import Filter
+
+from streams.adapters.embedders import LocalMiniLM
+from streams.adapters.weaviate_store import ChunkIndex, strings
+from streams.cli import app
+from streams.settings import Settings, as_environment
+from streams.status import DocumentState
+from tests.apps_helpers import TENANT, indexed_count, isolated, running_apps, submit_and_wait
+from tests.kafka_helpers import wait_for
+from tests.pdfs import numbered_pages, write_pdf
+from tests.test_incremental import edited, markdown
+
+pytestmark = pytest.mark.stack
+Shown = Counter[tuple[str, int, int]]
+
+
+@pytest.fixture(scope="module")
+def settings(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    settings = isolated(stack_settings, tmp_path_factory, "edits", text_window_bytes=8192,
+                        pages_per_window=10, batch_max_wait_s=0.2)  # fmt: skip
+    with running_apps(settings):
+        yield settings
+
+
+def shown(settings: Settings, document_id: str) -> Shown:
+    """What search can return of a document: (text, first page, last page) of every object its
+    registry entry shows."""
+    index = ChunkIndex(settings)
+    try:
+        current = index.current(TENANT, document_id)
+        assert current is not None
+        collection = index.client.collections.use(index.name).with_tenant(TENANT)
+        found = collection.query.fetch_objects(
+            filters=Filter.by_property("document_id").equal(document_id), limit=10_000
+        ).objects
+    finally:
+        index.close()
+    return Counter(
+        (str(o.properties["text"]), int(o.properties["page_start"]), int(o.properties["page_end"]))  # type: ignore[arg-type]
+        for o in found
+        if current.shows(str(o.properties["version"]), strings(o.properties.get("dropped_by")))
+    )
+
+
+def _edit_of(state: DocumentState) -> dict[str, int]:
+    return state.edit()
+
+
+def test_an_edited_markdown_file_pays_and_writes_only_its_edited_chunks(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "guide.md"
+    paragraphs = markdown(700)
+    path.write_text("\n\n".join(paragraphs) + "\n")
+    first = submit_and_wait(settings, str(path), "guide")
+    assert first.completed is not None and (first.window_count or 0) > 20
+    before = shown(settings, "guide")
+    path.write_text("\n\n".join(edited(paragraphs, 0.5)) + "\n")
+    second = submit_and_wait(settings, str(path), "guide")
+    assert second.completed is not None and second.version != first.version
+    after = shown(settings, "guide")
+    changed = after - before  # chunks whose text is not the old version's
+    cost = _edit_of(second.state)
+    print(
+        "DEBUG",
+        {
+            w: (
+                second.state.window_keys.get(w),
+                second.state.written_by_window.get(w),
+                second.state.chunks_by_window.get(w),
+                first.state.window_keys.get(w),
+            )
+            for w in second.state.written_by_window
+            if second.state.written_by_window[w]
+        },
+    )
+    assert 1 <= cost["windows_changed"] <= 2
+    assert cost["windows_unchanged"] == (second.window_count or 0) - cost["windows_changed"]
+    assert cost["chunks_new"] == cost["objects_written"] == sum(changed.values()) <= 4
+    assert cost["chunks_reused"] == second.completed.chunks - cost["chunks_new"]
+    tokens = LocalMiniLM()
+    changed_tokens = sum(tokens.count_tokens(text) * n for (text, _, _), n in changed.items())
+    assert 0 < second.completed.tokens_spent <= 1.5 * changed_tokens
+    # Nothing of the old version is left but what the new one shows...
+    assert indexed_count(settings, "guide") == sum(after.values()) == second.completed.chunks
+    assert second.completed.objects_removed == sum((before - after).values()) > 0
+    # ...and it is what a fresh ingest of the edited file makes.
+    fresh = submit_and_wait(settings, str(path), "guide-fresh")
+    assert fresh.completed is not None and shown(settings, "guide-fresh") == after
+    # Submitted again unchanged: nothing paid, nothing written.
+    third = submit_and_wait(settings, str(path), "guide")
+    assert third.completed is not None and third.completed.reused_unchanged
+    assert third.completed.tokens_spent == 0 and shown(settings, "guide") == after
+
+
+def test_a_pdf_with_one_page_changed_rewrites_only_that_pages_chunks(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "tariff.pdf"
+    pages = numbered_pages(40, topic="tariff")
+    write_pdf(path, pages)
+    first = submit_and_wait(settings, str(path), "tariff")
+    assert first.completed is not None
+    before = shown(settings, "tariff")
+    pages[24] = pages[24].replace("Marker tariff-page-25.", "Marker tariff-page-25 was revised.")
+    write_pdf(path, pages)
+    second = submit_and_wait(settings, str(path), "tariff")
+    assert second.completed is not None
+    after = shown(settings, "tariff")
+    cost = _edit_of(second.state)
+    assert (cost["windows_unchanged"], cost["windows_changed"]) == (3, 1)
+    on_page = sum(n for (_, first, last), n in after.items() if first <= 25 <= last)
+    assert 1 <= cost["objects_written"] <= on_page
+    assert sum((after - before).values()) == cost["objects_written"]
+    assert indexed_count(settings, "tariff") == sum(after.values()) == second.completed.chunks
+    fresh = submit_and_wait(settings, str(path), "tariff-fresh")
+    assert fresh.completed is not None and shown(settings, "tariff-fresh") == after
+
+
+def test_deleting_an_edited_document_removes_the_objects_of_every_version(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "notes.md"
+    paragraphs = markdown(200, seed=11)
+    path.write_text("\n\n".join(paragraphs) + "\n")
+    submit_and_wait(settings, str(path), "notes")
+    path.write_text("\n\n".join(edited(paragraphs, 0.1)) + "\n")
+    edit = submit_and_wait(settings, str(path), "notes")
+    assert edit.completed is not None and _edit_of(edit.state)["chunks_reused"] > 0
+    done = CliRunner().invoke(
+        app, ["delete", "notes", "--tenant", TENANT], env=as_environment(settings)
+    )
+    assert done.exit_code == 0, done.output
+    wait_for(lambda: indexed_count(settings, "notes") == 0, timeout_s=60)
