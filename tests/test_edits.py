@@ -75,19 +75,6 @@ def test_an_edited_markdown_file_pays_and_writes_only_its_edited_chunks(
     after = shown(settings, "guide")
     changed = after - before  # chunks whose text is not the old version's
     cost = _edit_of(second.state)
-    print(
-        "DEBUG",
-        {
-            w: (
-                second.state.window_keys.get(w),
-                second.state.written_by_window.get(w),
-                second.state.chunks_by_window.get(w),
-                first.state.window_keys.get(w),
-            )
-            for w in second.state.written_by_window
-            if second.state.written_by_window[w]
-        },
-    )
     assert 1 <= cost["windows_changed"] <= 2
     assert cost["windows_unchanged"] == (second.window_count or 0) - cost["windows_changed"]
     assert cost["chunks_new"] == cost["objects_written"] == sum(changed.values()) <= 4
