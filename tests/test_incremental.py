@@ -183,7 +183,8 @@ def test_windows_whose_text_did_not_change_go_no_further_than_extract(tmp_path: 
     assert batches == len(events) == planned.window_count and planned.base_version is None
     registry.entry = CurrentVersion(
         version=planned.version, chunks=7 * len(events), fingerprint=planned.fingerprint,
-        windows={e.anchor: WindowRecord(e.digest, 7, (e.anchor,)) for e in events if e.anchor and e.digest},
+        windows={e.anchor: WindowRecord(e.digest, 7, (e.anchor,))
+                 for e in events if e.anchor and e.digest},
     )  # fmt: skip
     (tmp_path / "v2").mkdir()  # the same file name: it is part of the fingerprint
     planned, events, batches = _ingest(
