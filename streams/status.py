@@ -245,6 +245,7 @@ def callback_body(state: DocumentState, event: str) -> str:
             "pages": state.pages,
             "tokens_spent": state.tokens_spent,
             "reused_unchanged": state.reused_unchanged,
+            "edit": state.edit() if state.phase == Phase.COMPLETED else None,
             "error": state.error.model_dump(mode="json") if state.error else None,
             "submitted_at": _iso(state.submitted_at),
             "finished_at": _iso(state.completed_at or state.failed_at),

@@ -83,6 +83,8 @@ def print_status(state: dict[str, Any], console: Console) -> None:
         "tokens from cache": str(state.get("tokens_from_cache", 0)),
         "reused unchanged": "yes" if state["reused_unchanged"] else "no",
     }
+    if state.get("base_version") and (edit := state.get("edit")):
+        rows["edit"] = edit_summary(edit)
     if state.get("error"):
         rows["error"] = f"{state['error']['stage']}: {state['error']['reason']}"
     if state.get("callback"):
@@ -91,3 +93,12 @@ def print_status(state: dict[str, Any], console: Console) -> None:
     for name, value in rows.items():
         table.add_row(f"[bold]{name}[/]", value)
     console.print(table)
+
+
+def edit_summary(edit: dict[str, int]) -> str:
+    """What re-ingesting an edited document cost, in one line."""
+    return (
+        f"{edit['windows_unchanged']} windows unchanged, {edit['windows_changed']} changed; "
+        f"{edit['chunks_reused']} chunks reused, {edit['objects_written']} written, "
+        f"{edit['objects_removed']} removed"
+    )

@@ -124,9 +124,16 @@ def chaos_command(
     tracker_kills_only: Annotated[
         bool, typer.Option(help="Aim every kill at the tracker (none at the stages).")
     ] = False,
+    edit_kills: Annotated[
+        int, typer.Option(help="Kills while edited versions of the documents are re-submitted.")
+    ] = 10,
+    edit_round: Annotated[
+        bool, typer.Option(help="Re-submit edited versions after the first round.")
+    ] = True,
 ) -> None:
     """Ingest a document set cleanly, then again under kills, a broker restart and a Weaviate
-    outage, on a private stack; compare the two indexes. Last line: a JSON summary."""
+    outage, on a private stack; then edited versions of the documents, again cleanly and under
+    kills; compare the two indexes. Last line: a JSON summary."""
     from docstreams_dev.chaos import ChaosPlan, passed, run
     from streams.pipeline import APPS
 
@@ -134,6 +141,7 @@ def chaos_command(
     plan = ChaosPlan(kills=kills, broker_restarts=broker_restarts,
                      weaviate_outage_s=weaviate_outage_s, seed=seed, pages=pages,
                      timeout_s=timeout, workdir=workdir, keep_stack=keep_stack,
+                     edit_round=edit_round, edit_kills=edit_kills,
                      victims=("tracker",) if tracker_kills_only else tuple(APPS))  # fmt: skip
     summary = run(plan)
     typer.echo(orjson.dumps(summary).decode())

@@ -31,6 +31,7 @@ def submit_command(
 
     from streams.producer import submit
     from streams.progress import follow
+    from streams.status_client import edit_summary
 
     settings = Settings()
     if "://" not in source and Path(source).exists():
@@ -55,11 +56,11 @@ def submit_command(
     if not result.done:
         raise DocstreamsError(f"{request.document_id} not completed within {timeout:.0f}s")
     done = result.completed
-    how = (
-        "unchanged content, nothing re-indexed"
-        if done and done.reused_unchanged
-        else (f"{result.window_count} windows")
-    )
+    how = f"{result.window_count} windows"
+    if done and done.reused_unchanged:
+        how = "unchanged content, nothing re-indexed"
+    elif result.state.base_version:
+        how = f"an edit ({edit_summary(result.state.edit())})"
     console.print(
         f"[green]✓[/] {request.document_id}: {how}, {result.chunks} chunks searchable "
         f"(version {str(result.version)[:12]}, {done.tokens_spent if done else 0} tokens)"

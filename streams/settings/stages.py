@@ -94,7 +94,10 @@ class ParseSettings(Section):
         default=25, ge=1, le=1000, description="Pages per ExtractTask (requests may override)."
     )
     text_window_bytes: int = Field(
-        default=256 * 1024, ge=4096, description="Bytes of plain text per ExtractTask."
+        default=256 * 1024,
+        ge=4096,
+        description="Target size of a plain-text or Markdown window (ExtractTask); windows are "
+        "cut at content-chosen lines, between half and twice this, so edits move few cuts.",
     )
     media_window_s: float = Field(
         default=600.0, ge=10, description="Audio/video are transcribed in windows this long."

@@ -28,6 +28,9 @@ class ChaosPlan:
     workdir: Path | None = None
     keep_stack: bool = False
     victims: tuple[str, ...] = tuple(APPS)  # the apps the kills choose from
+    # Then edited versions of the documents are submitted (same ids), with this many kills.
+    edit_round: bool = True
+    edit_kills: int = 10
     # Settings for both runs (e.g. another embedder), and for the chaos run only.
     settings: dict[str, Any] = field(default_factory=dict)
     chaos_settings: dict[str, Any] = field(default_factory=dict)
@@ -53,6 +56,27 @@ def build_documents(folder: Path, pages: int) -> dict[str, Path]:
         for n in range(12_000):
             out.write(f"Logbook line {n}: the pilot boat left berth {n % 40} at tide {n % 7}.\n")
     return {"assembled": big, "handbook": SAMPLE, "logbook": text}
+
+
+def build_edits(folder: Path, documents: dict[str, Path]) -> dict[str, Path]:
+    """Edited versions, under the same file names (a version reuses another's objects only if
+    it was built the same way, file name included): the PDF with one page replaced by another
+    of the sample, the text file with one line changed in the middle; the sample unchanged."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pdf = documents["assembled"]
+    reader, writer = PdfReader(pdf), PdfWriter()
+    middle = len(reader.pages) // 2
+    for number, page in enumerate(reader.pages):
+        writer.add_page(reader.pages[number + 1] if number == middle else page)
+    edited_pdf = folder / pdf.name
+    with edited_pdf.open("wb") as out:
+        writer.write(out)
+    text = documents["logbook"]
+    lines = text.read_text().splitlines(keepends=True)
+    lines[len(lines) // 2] = "Logbook line edited: the harbour master changed this entry.\n"
+    edited_text = folder / text.name
+    edited_text.write_text("".join(lines))
+    return {"assembled": edited_pdf, "handbook": documents["handbook"], "logbook": edited_text}
 
 
 def passed(summary: dict[str, Any]) -> bool:

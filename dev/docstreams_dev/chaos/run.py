@@ -30,7 +30,7 @@ from typing import Any
 from docstreams_dev import CHECKOUT
 from docstreams_dev.chaos.compare import compare, redone_work, snapshot
 from docstreams_dev.chaos.faults import ChaosLog, chaos
-from docstreams_dev.chaos.plan import TENANT, ChaosPlan, build_documents
+from docstreams_dev.chaos.plan import TENANT, ChaosPlan, build_documents, build_edits
 from docstreams_dev.stack import Stack
 from docstreams_dev.stack.ports import private_stack_settings
 from streams.apps import app_processes
@@ -79,20 +79,38 @@ def ingest(
     timeout_s: float,
     logs: Path,
     during: During | None = None,
+    edits: dict[str, Path] | None = None,
+    during_edits: During | None = None,
 ) -> tuple[dict[str, DocumentProgress], Supervisor]:
+    """Submit ``documents`` and follow them to the end, ``during`` (faults) running meanwhile;
+    then, with ``edits``, submit those (new versions, same document ids) the same way. The
+    progress is each document's last request's."""
     create_topics(admin_client(settings), settings)
-    finished = threading.Event()
     with supervised_apps(settings, logs) as apps:
-        submitted: dict[str, datetime] = {}
-        for document_id, path in documents.items():
-            submitted[document_id] = submit(settings, str(path), TENANT, document_id).submitted_at
-        if during is None:
-            progress = follow_all(settings, TENANT, submitted, timeout_s)
-        else:
-            with during(apps, finished):
-                progress = follow_all(settings, TENANT, submitted, timeout_s)
-                finished.set()
+        progress: dict[str, DocumentProgress] = {}
+        for batch, faults in ((documents, during), (edits or {}, during_edits)):
+            if batch:
+                progress |= _submit_and_follow(settings, apps, batch, timeout_s, faults)
     return progress, apps
+
+
+def _submit_and_follow(
+    settings: Settings,
+    apps: Supervisor,
+    documents: dict[str, Path],
+    timeout_s: float,
+    during: During | None,
+) -> dict[str, DocumentProgress]:
+    finished = threading.Event()
+    submitted: dict[str, datetime] = {}
+    for document_id, path in documents.items():
+        submitted[document_id] = submit(settings, str(path), TENANT, document_id).submitted_at
+    if during is None:
+        return follow_all(settings, TENANT, submitted, timeout_s)
+    with during(apps, finished):
+        progress = follow_all(settings, TENANT, submitted, timeout_s)
+        finished.set()
+    return progress
 
 
 # --- the whole run ----------------------------------------------------------------------------
@@ -127,33 +145,45 @@ def _both_runs(plan: ChaosPlan, base: Settings, stack: Stack, workdir: Path) -> 
     """The reference run, then the chaos run; the summary of their comparison."""
     rng = random.Random(plan.seed)  # noqa: S311 - a replayable schedule, not a secret
     documents = build_documents(workdir / "documents", plan.pages)
+    edits = build_edits(workdir / "edited", documents) if plan.edit_round else None
     reference_settings = base.model_copy(
         update={"topic_prefix": "reference.", "weaviate_collection": "ReferenceChunk"}
     )
-    reference, _ = ingest(reference_settings, documents, plan.timeout_s, workdir / "logs-ref")
+    reference, _ = ingest(
+        reference_settings, documents, plan.timeout_s, workdir / "logs-ref", edits=edits
+    )
     _require_completed(reference, "reference run")
     chaos_settings = base.model_copy(
         update={"topic_prefix": "chaos.", "weaviate_collection": "ChaosChunk",
                 **plan.chaos_settings}
     )  # fmt: skip
-    schedule = ChaosLog()
+    schedules = [ChaosLog(), ChaosLog()]
 
-    @contextmanager
-    def during(apps: Supervisor, finished: threading.Event) -> Iterator[None]:
-        nonlocal schedule
-        with chaos(plan, apps, stack, rng, finished) as schedule:
-            yield
+    def faults(round_plan: ChaosPlan, log: int) -> During:
+        @contextmanager
+        def during(apps: Supervisor, finished: threading.Event) -> Iterator[None]:
+            with chaos(round_plan, apps, stack, rng, finished) as schedules[log]:
+                yield
 
+        return during
+
+    # The edit round: kills only (the broker and Weaviate faults are the first round's).
+    edit_plan = dataclasses.replace(plan, kills=plan.edit_kills, broker_restarts=0,
+                                    weaviate_outage_s=0.0)  # fmt: skip
     progress, apps = ingest(
-        chaos_settings, documents, plan.timeout_s, workdir / "logs-chaos", during
-    )
+        chaos_settings, documents, plan.timeout_s, workdir / "logs-chaos", faults(plan, 0),
+        edits, faults(edit_plan, 1),
+    )  # fmt: skip
+    schedule, edit_schedule = schedules
     return {
         "documents": len(documents),
         "pages": plan.pages,
         **compare(snapshot(reference_settings), snapshot(chaos_settings)),
         "incomplete": sorted(d for d, p in progress.items() if p.completed is None),
-        "kills": len(schedule.kills),
-        "killed": dict(Counter(v for _, v in schedule.kills)),
+        "edited": sorted(edits or {}),
+        "kills": len(schedule.kills) + len(edit_schedule.kills),
+        "kills_in_edit_round": len(edit_schedule.kills),
+        "killed": dict(Counter(v for _, v in schedule.kills + edit_schedule.kills)),
         "crash_restarts": dict(apps.crashes),
         "broker_restarts": len(schedule.broker_restarts),
         "weaviate_outages_s": [round(b - a, 1) for a, b in schedule.weaviate_outages],
