@@ -154,6 +154,7 @@ class Download:
         base = current if current is not None and current.fingerprint == shape else None
         filename = request.filename or _filename(request.source)
         given = reuse_plan(base.windows, [w.anchor for w in windows]) if base else {}
+        raw = self._raw_digests(content_type, self.store.path(blob), pages, windows)
         tasks: list[Message] = []
         for i, w in enumerate(windows):
             reuse_from = given.get(i, [])
@@ -184,6 +185,8 @@ class Download:
                     reuse_from=reuse_from,
                     previous_digest=previous.digest if previous and same else None,
                     previous_chunks=previous.chunks if previous and same else None,
+                    raw_digest=raw[i],
+                    previous_raw_digest=previous.raw_digest if previous and same else None,
                 )
             )
         planned = self._planned(
@@ -222,6 +225,20 @@ class Download:
                 )
         per_window = request.pages_per_window or self.settings.pages_per_window
         return pages, plan_windows(content_type, pages, path, self.settings, per_window, duration)
+
+    def _raw_digests(
+        self, content_type: str, path: Path, pages: int, windows: list[Window]
+    ) -> list[str | None]:
+        """PDF windows' page-bytes digests (see extractors.pdf_raw_digests), if not too long."""
+        if (
+            content_type != extractors.PDF
+            or not 0 < pages <= self.settings.pdf_raw_digest_max_pages
+        ):
+            return [None] * len(windows)
+        spans = [(w.first, w.last) for w in windows]
+        return self.parser.call(
+            "reading the PDF's page bytes", extractors.pdf_raw_digests, path, spans
+        )
 
     @staticmethod
     def _planned(

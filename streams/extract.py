@@ -50,6 +50,19 @@ class Extract:
         if not self.store.exists(task.blob):
             raise PoisonInput(f"blob {task.blob} is missing from the blob store")
         path = self.store.path(task.blob)
+        if task.raw_digest and task.raw_digest == task.previous_raw_digest and task.previous_digest:
+            # The pages' bytes are the base window's: so is their text (not extracted again).
+            return [
+                WindowExtracted(
+                    **task.window_identity(),
+                    items=task.page_end - task.page_start + 1,
+                    digest=task.previous_digest,
+                    raw_digest=task.raw_digest,
+                    unchanged=True,
+                    chunks=task.previous_chunks or 0,
+                    sources=task.reuse_from,
+                )
+            ]
         if task.content_type in MEDIA_TYPES:
             pages = self._transcribe(path, task)
         elif task.content_type == extractors.PDF:
@@ -91,6 +104,7 @@ class Extract:
             unchanged=unchanged,
             chunks=(task.previous_chunks or 0) if unchanged else 0,
             sources=task.reuse_from if unchanged else None,
+            raw_digest=task.raw_digest,
         )
         if done.unchanged:
             return [done]

@@ -278,7 +278,8 @@ def _window_done(state: DocumentState, message: WindowDone) -> Folded:
     if isinstance(message, WindowExtracted):
         state.failed_pages_by_window[message.window] = message.failed_pages
         if message.anchor and message.digest:
-            state.window_keys[message.window] = f"{message.anchor} {message.digest}"
+            key = f"{message.anchor} {message.digest} {message.raw_digest or ''}"
+            state.window_keys[message.window] = key.strip()
         if message.unchanged:  # it goes no further: its chunks stand, nothing was paid
             for stage in WINDOW_STAGES:
                 state.windows_done[stage] = sorted({*state.done(stage), message.window})

@@ -225,6 +225,13 @@ class ExtractTask(WindowPayload):
         "is given exactly that window's objects: a window whose text has it goes no further.",
     )
     previous_chunks: int | None = Field(default=None, ge=0, description="...and its chunks.")
+    raw_digest: Digest | None = Field(
+        default=None, description="PDF: digest of the window's pages' content streams and fonts."
+    )
+    previous_raw_digest: Digest | None = Field(
+        default=None,
+        description="...the base window's: equal, the text is the base's, and is not extracted.",
+    )
 
 
 class Page(BaseModel):
@@ -359,6 +366,7 @@ class WindowExtracted(WindowDone):
         "further, and its chunks (previous_chunks) stand.",
     )
     chunks: int = Field(default=0, ge=0, description="Unchanged: the chunks that stand.")
+    raw_digest: Digest | None = Field(default=None, description="PDF: see ExtractTask.")
     sources: list[Anchor] | None = Field(
         default=None, description="Unchanged: the anchors its standing objects carry."
     )

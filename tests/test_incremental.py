@@ -27,7 +27,9 @@ from streams.messages import (
 )
 from streams.settings import Settings
 from streams.status import WINDOW_STAGES
+from tests.pdfs import numbered_pages, write_pdf
 
+WINDOWS_OF_25 = [(1, 25), (26, 50), (51, 60)]
 WORDS = [
     "harbour",
     "tide",
@@ -230,3 +232,32 @@ def test_every_object_anchor_of_the_base_is_given_to_exactly_one_new_window() ->
     assert reuse_plan(base, ["0", "y", "a"]) == {0: ["0"], 1: ["x"], 2: ["a"]}
     # The first window gone: the new first window takes it.
     assert reuse_plan(_base("0", "a"), ["z", "a"]) == {0: ["0"], 1: ["a"]}
+
+
+def test_only_the_window_of_a_changed_pdf_page_has_new_page_bytes(tmp_path: Path) -> None:
+    pages = numbered_pages(60, topic="tariff")
+    before = extractors.pdf_raw_digests(write_pdf(tmp_path / "a.pdf", pages), WINDOWS_OF_25)
+    pages[30] = pages[30].replace("Marker tariff-page-31.", "Marker tariff-page-31 revised.")
+    after = extractors.pdf_raw_digests(write_pdf(tmp_path / "b.pdf", pages), WINDOWS_OF_25)
+    assert None not in before and [a == b for a, b in zip(before, after, strict=True)] == [
+        True, False, True
+    ]  # fmt: skip
+
+
+def test_a_pdf_window_whose_page_bytes_did_not_change_is_not_extracted(tmp_path: Path) -> None:
+    class NoParsing:
+        def call(self, what: str, *_: object, **__: object) -> object:
+            raise AssertionError(f"parsed: {what}")
+
+    settings = _settings(tmp_path)
+    task = ExtractTask(tenant_id="t1", document_id="d1", version="a" * 64, window=1,
+                       window_count=3, anchor="p26", blob="x" * 64, content_type=extractors.PDF,
+                       page_start=26, page_end=50, raw_digest="b" * 32,
+                       previous_raw_digest="b" * 32, previous_digest="c" * 32,
+                       previous_chunks=40, reuse_from=["p26"])  # fmt: skip
+    store = LocalBlobStore(settings.blob_dir)
+    store.path(task.blob).parent.mkdir(parents=True, exist_ok=True)
+    store.path(task.blob).write_bytes(b"%PDF-1.4")
+    (done,) = Extract(settings, store, parser=NoParsing())(task)  # type: ignore[arg-type]
+    assert isinstance(done, WindowExtracted) and done.unchanged
+    assert (done.chunks, done.digest, done.sources) == (40, "c" * 32, ["p26"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,47 @@ def pdf_page_count(path: Path) -> int:
         return len(doc)
     finally:
         doc.close()
+
+
+def pdf_raw_digests(path: Path, windows: list[tuple[int, int]]) -> list[str | None]:
+    """A digest per window of what its pages' text is made from, read without extracting it:
+    each page's content stream bytes, and its fonts (their direct entries and ToUnicode maps).
+    Equal digests, equal text; so a window of an edited PDF whose pages' bytes did not change
+    needs no text extraction. None for a window whose bytes could not be read (it is then
+    extracted). One pass of pypdf over the page tree: bounded by PDF_RAW_DIGEST_MAX_PAGES."""
+    reader = _open_pypdf(path)
+    try:
+        digests: list[str | None] = []
+        for first, last in windows:
+            digest = hashlib.sha256()
+            try:
+                for number in range(first, last + 1):
+                    for part in _page_bytes(reader.pages[number - 1]):
+                        digest.update(part)
+                    digest.update(b"\x1e")
+                digests.append(digest.hexdigest()[:32])
+            except Exception:  # an unusual page: the window is extracted instead
+                digests.append(None)
+        return digests
+    finally:
+        reader.stream.close()
+
+
+def _page_bytes(page: Any) -> Iterator[bytes]:
+    from pypdf.generic import IndirectObject
+
+    contents = page.get("/Contents")
+    streams = contents.get_object() if contents is not None else []
+    for stream in streams if isinstance(streams, list) else [streams]:
+        yield stream.get_object()._data or b""
+    resources = page.get("/Resources")
+    fonts = resources.get_object().get("/Font") if resources is not None else None
+    for name, ref in sorted((fonts.get_object() if fonts is not None else {}).items()):
+        font = ref.get_object()
+        direct = sorted((k, repr(v)) for k, v in font.items() if not isinstance(v, IndirectObject))
+        yield f"{name}{direct}".encode()
+        if (to_unicode := font.get("/ToUnicode")) is not None:
+            yield to_unicode.get_object()._data or b""
 
 
 def _pages_pypdfium2(doc: Any, first: int, last: int) -> list[Page]:

@@ -119,6 +119,7 @@ class WindowRecord:
     digest: str
     chunks: int
     sources: tuple[str, ...] = ()
+    raw_digest: str | None = None  # PDF: its pages' bytes (see extractors.pdf_raw_digests)
 
 
 @dataclass(frozen=True)
@@ -392,7 +393,9 @@ class ChunkIndex(WeaviateAdapter):
 
     def make_current(self, tenant_id: str, document_id: str, entry: CurrentVersion) -> None:
         """Switch search to ``entry.version`` (one object write: atomic for readers)."""
-        windows = {a: [w.digest, w.chunks, list(w.sources)] for a, w in entry.windows.items()}
+        windows = {
+            a: [w.digest, w.chunks, list(w.sources), w.raw_digest] for a, w in entry.windows.items()
+        }
         with _translated_errors():
             self.ensure_collection()
             registry = self.client.collections.use(self.registry_name).with_tenant(tenant_id)
@@ -565,7 +568,12 @@ def _registry_entry(props: Mapping[str, Any]) -> CurrentVersion:
         versions=tuple(strings(props.get("versions"))),
         fingerprint=props.get("fingerprint") or None,
         windows={
-            anchor: WindowRecord(str(record[0]), int(record[1]), tuple(record[2]))
+            anchor: WindowRecord(
+                str(record[0]),
+                int(record[1]),
+                tuple(record[2]),
+                record[3] if len(record) > 3 else None,
+            )
             for anchor, record in windows.items()
         },
     )

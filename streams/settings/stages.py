@@ -145,6 +145,13 @@ class ParseSettings(Section):
     pdf_max_decoded_stream_mb: int = Field(
         default=256, ge=1, description="pypdf's cap on one decompressed stream (bombs)."
     )
+    pdf_raw_digest_max_pages: int = Field(
+        default=5000,
+        ge=0,
+        description="PDFs up to this many pages get a digest of each window's page bytes at "
+        "download, so an edit's unchanged windows are not even extracted (one pypdf pass over "
+        "the page tree; longer PDFs' unchanged windows stop after extraction). 0: never.",
+    )
     pdf_backend: Literal["pypdfium2", "pypdf"] = Field(
         default="pypdfium2", description="PDF text extractor."
     )

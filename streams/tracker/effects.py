@@ -102,11 +102,12 @@ class Effects:
         else:
             windows = {}  # in window order: the next version's reuse plan reads it so
             for window, key in sorted(state.window_keys.items()):
-                anchor, digest = key.split()
+                anchor, digest, *raw = key.split()
                 windows[anchor] = WindowRecord(
                     digest,
                     state.chunks_by_window.get(window, 0),
                     tuple(state.sources_by_window.get(window, ())),
+                    raw[0] if raw else None,
                 )
             entry = CurrentVersion(
                 version=action.version,
