@@ -4,6 +4,7 @@ a fresh ingest of the edited file shows."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +83,10 @@ def test_an_edited_markdown_file_pays_and_writes_only_its_edited_chunks(
     tokens = LocalMiniLM()
     changed_tokens = sum(tokens.count_tokens(text) * n for (text, _, _), n in changed.items())
     assert 0 < second.completed.tokens_spent <= 1.5 * changed_tokens
+    shown_status = CliRunner().invoke(
+        app, ["status", "guide", "--tenant", TENANT], env=as_environment(settings)
+    )
+    assert f"{cost['windows_unchanged']} windows unchanged" in shown_status.output
     # Nothing of the old version is left but what the new one shows...
     assert indexed_count(settings, "guide") == sum(after.values()) == second.completed.chunks
     assert second.completed.objects_removed == sum((before - after).values()) > 0
@@ -133,3 +138,72 @@ def test_deleting_an_edited_document_removes_the_objects_of_every_version(
     )
     assert done.exit_code == 0, done.output
     wait_for(lambda: indexed_count(settings, "notes") == 0, timeout_s=60)
+
+
+def test_an_index_built_by_an_earlier_release_keeps_working_and_is_rewritten_once(
+    stack_settings: Settings,
+) -> None:
+    """Collections as the previous release made them (no anchors, no version lists): search
+    still shows the old version; a new version of the document is written whole, switched to
+    in one step, and the old objects are then removed."""
+    import numpy as np
+    from weaviate.classes.config import Configure
+    from weaviate.classes.data import DataObject
+
+    from streams.adapters.weaviate_store import (
+        _PROPERTIES,
+        _VERSION_PROPERTIES,
+        CurrentVersion,
+        _registry_id,
+    )
+    from streams.messages import EmbeddedChunk, VectorBatch, encode_vector
+
+    old = stack_settings.model_copy(update={"weaviate_collection": f"Old{uuid.uuid4().hex[:10]}"})
+    index = ChunkIndex(old)
+    earlier = {"anchor", "dropped_by", "content", "versions", "fingerprint", "windows_json"}
+    try:
+        made = {index.name: _PROPERTIES, index.registry_name: _VERSION_PROPERTIES}
+        for name, properties in made.items():
+            index.client.collections.create(
+                name,
+                vector_config=Configure.Vectors.self_provided(),
+                multi_tenancy_config=Configure.multi_tenancy(
+                    enabled=True, auto_tenant_creation=True, auto_tenant_activation=True
+                ),
+                properties=[p for p in properties if p.name not in earlier],
+            )
+        vectors = np.eye(3, 8, dtype=np.float32)
+        v0, v1 = "0" * 64, "1" * 64
+        chunks = index.client.collections.use(index.name).with_tenant(TENANT)
+        chunks.data.insert_many([
+            DataObject(uuid=str(uuid.uuid4()), vector=vectors[0].tolist(), properties={
+                "tenant_id": TENANT, "document_id": "ledger", "version": v0, "window": 0,
+                "chunk_index": 0, "page_start": 1, "page_end": 1, "text": "old entry"})
+        ])  # fmt: skip
+        registry = index.client.collections.use(index.registry_name).with_tenant(TENANT)
+        registry.data.insert_many([
+            DataObject(uuid=_registry_id(TENANT, "ledger"),
+                       properties={"document_id": "ledger", "version": v0, "chunks": 1})
+        ])  # fmt: skip
+        (hit,) = index.search(TENANT, vectors[0].tolist(), 1)
+        assert (hit.text, hit.version) == ("old entry", v0)
+        current = index.current(TENANT, "ledger")
+        assert current is not None and current.windows == {} and current.fingerprint is None
+        # A new version: nothing to reuse (no windows recorded), so it is written whole.
+        batch = VectorBatch(tenant_id=TENANT, document_id="ledger", version=v1, window=0,
+                            window_count=1, anchor="p1", content_type="application/pdf",
+                            model="m", dimensions=8, chunks=[
+            EmbeddedChunk(id=str(uuid.uuid4()), index=i, text=f"new entry {i}", page_start=1,
+                          page_end=1, tokens=2, vector=encode_vector(vectors[i + 1]))
+            for i in range(2)])  # fmt: skip
+        assert index.index_window(batch).written == 2  # the new properties were added
+        assert index.count(TENANT, "ledger", v1) == 2
+        assert index.search(TENANT, vectors[1].tolist(), 1)[0].version == v0  # not yet switched
+        index.make_current(TENANT, "ledger", CurrentVersion(v1, 2))
+        assert index.remove_replaced(TENANT, "ledger") == 1
+        assert {h.text for h in index.search(TENANT, vectors[1].tolist(), 5)} == {
+            "new entry 0", "new entry 1"
+        }  # fmt: skip
+        index.client.collections.delete([index.name, index.registry_name])
+    finally:
+        index.close()
