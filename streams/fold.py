@@ -285,19 +285,21 @@ def _window_done(state: DocumentState, message: WindowDone) -> Folded:
                 state.windows_done[stage] = sorted({*state.done(stage), message.window})
             state.unchanged_windows = sorted({*state.unchanged_windows, message.window})
             state.chunks_by_window[message.window] = message.chunks
-            state.written_by_window[message.window] = 0
-            state.sources_by_window[message.window] = message.sources or []
+            _note_sources(state, message.window, message.anchor, message.sources or [])
     elif isinstance(message, WindowEmbedded):
         state.tokens_by_window[message.window] = message.tokens
         state.cached_by_window[message.window] = message.cached
         state.cached_tokens_by_window[message.window] = message.cached_tokens
     elif isinstance(message, WindowIndexed):
         state.chunks_by_window[message.window] = message.items
-        written = message.items if message.written is None else message.written
-        state.written_by_window[message.window] = written
-        state.dropped_by_window[message.window] = message.dropped
+        # Sparse: only what differs from a window written whole under its own anchor (a large
+        # document's state is written on every event).
+        if message.written is not None and message.written != message.items:
+            state.written_by_window[message.window] = message.written
+        if message.dropped:
+            state.dropped_by_window[message.window] = message.dropped
         if message.sources is not None:
-            state.sources_by_window[message.window] = message.sources
+            _note_sources(state, message.window, message.anchor, message.sources)
     if state.phase in TERMINAL:
         return Folded(state)
     state.phase = _phase(state)
@@ -401,6 +403,15 @@ def _clear_windows(state: DocumentState) -> None:
     state.chunks_by_window, state.tokens_by_window = {}, {}
     state.cached_by_window, state.failed_pages_by_window = {}, {}
     state.cached_tokens_by_window = {}
+
+
+def _note_sources(
+    state: DocumentState, window: int, anchor: str | None, sources: list[str]
+) -> None:
+    if sources == ([anchor] if anchor else []):
+        state.sources_by_window.pop(window, None)
+    else:
+        state.sources_by_window[window] = sources
 
 
 def _phase(state: DocumentState) -> Phase:

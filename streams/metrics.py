@@ -125,6 +125,10 @@ DOCUMENTS_FINISHED = Counter(
     "Documents the tracker finished, by outcome (completed, reused_unchanged, failed, deleted).",
     ["outcome"],
 )
+OBJECTS_REMOVED = Counter(
+    "docstreams_weaviate_objects_removed_total",
+    "Objects of earlier versions deleted after a version switch (what the new one no longer has).",
+)
 TRACKER_RECHECKS = Counter(
     "docstreams_tracker_rechecks_total",
     "Stalled documents folded again from the log, by outcome (unchanged: nothing was missed; "

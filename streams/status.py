@@ -85,11 +85,14 @@ class DocumentState(BaseModel):
         default_factory=dict, description="Each window's 'anchor digest', for the registry."
     )
     sources_by_window: dict[int, list[str]] = Field(
-        default_factory=dict, description="The anchors each window's objects carry."
+        default_factory=dict,
+        description="The anchors a window's objects carry, where not just its own anchor.",
     )
     unchanged_windows: list[int] = Field(default_factory=list)
-    written_by_window: dict[int, int] = Field(default_factory=dict)
-    dropped_by_window: dict[int, int] = Field(default_factory=dict)
+    written_by_window: dict[int, int] = Field(
+        default_factory=dict, description="Objects written, where not all of the window's."
+    )
+    dropped_by_window: dict[int, int] = Field(default_factory=dict, description="Where any.")
     objects_removed: int = 0
     reused_unchanged: bool = False
     chunks: int = 0
@@ -110,6 +113,13 @@ class DocumentState(BaseModel):
     def tokens_spent(self) -> int:
         return sum(self.tokens_by_window.values())
 
+    def sources(self, window: int) -> list[str]:
+        """The anchors the window's objects carry (see sources_by_window)."""
+        if window in self.sources_by_window:
+            return self.sources_by_window[window]
+        key = self.window_keys.get(window)
+        return [key.split()[0]] if key else []
+
     @property
     def expected_chunks(self) -> int:
         return sum(self.chunks_by_window.values())
@@ -117,7 +127,11 @@ class DocumentState(BaseModel):
     def edit(self) -> dict[str, int]:
         """What this version cost against its base: windows and chunks reused or new."""
         unchanged = set(self.unchanged_windows)
-        written = sum(self.written_by_window.values())
+        written = sum(
+            self.written_by_window.get(window, chunks)
+            for window, chunks in self.chunks_by_window.items()
+            if window not in unchanged
+        )
         return {
             "windows_unchanged": len(unchanged),
             "windows_changed": len(self.done("extract") - unchanged),

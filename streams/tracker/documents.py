@@ -112,6 +112,8 @@ class Documents:
             outcome = state.outcome
             if outcome and (before is None or before.finished_at != state.finished_at):
                 metrics.DOCUMENTS_FINISHED.labels(outcome).inc()
+                if outcome == "completed":
+                    metrics.OBJECTS_REMOVED.inc(state.objects_removed)
         await self._crash_point("after_table_write", key, folded)
 
     async def _carry_out(

@@ -87,7 +87,7 @@ class Effects:
             if current.version != version:  # (else: switched already, counted again)
                 # Objects under anchors no window of the version took over are dropped by it.
                 had = {a for anchor, w in current.windows.items() for a in w.sources or (anchor,)}
-                kept = {a for sources in state.sources_by_window.values() for a in sources}
+                kept = {a for window in state.window_keys for a in state.sources(window)}
                 self.index.drop_anchors(tenant, document, sorted(had - kept), version)
         found = self.index.count(tenant, document, version, _versions(state, current))
         return [replace(counted, found=found)]
@@ -106,7 +106,7 @@ class Effects:
                 windows[anchor] = WindowRecord(
                     digest,
                     state.chunks_by_window.get(window, 0),
-                    tuple(state.sources_by_window.get(window, ())),
+                    tuple(state.sources(window)),
                     raw[0] if raw else None,
                 )
             entry = CurrentVersion(
