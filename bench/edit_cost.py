@@ -399,7 +399,7 @@ def main() -> int:
     CACHE.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="docstreams-edit-cost-"))
     base = private_stack_settings(workdir / "stack", blob_dir=workdir / "blobs",
-                                  allow_local_sources=True, batch_max_wait_s=0.2)  # fmt: skip
+                                  local_source_roots=[workdir], batch_max_wait_s=0.2)  # fmt: skip
     stack = Stack(base)
     stack.up()
     api = EmbeddingsApi(fast=True)

@@ -80,7 +80,7 @@ def cache_lookup_ms(settings: Settings, model: str, texts: int = 1000) -> float:
 
 def resubmitted(workdir: Path, pages: int) -> dict[str, Any]:
     base = private_stack_settings(
-        workdir / "stack", blob_dir=workdir / "blobs", allow_local_sources=True
+        workdir / "stack", blob_dir=workdir / "blobs", local_source_roots=[workdir]
     )
     stack = Stack(base)
     stack.up()

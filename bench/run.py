@@ -477,8 +477,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="docstreams-bench-") as scratch:
         workdir = Path(scratch)
         stack_settings = private_stack_settings(
-            workdir / "stack", blob_dir=workdir / "blobs", allow_local_sources=True,
-            max_download_bytes=4 * 2**30,
+            workdir / "stack", blob_dir=workdir / "blobs", max_download_bytes=4 * 2**30,
+            local_source_roots=[workdir, CACHE, *SOURCE_DIRS],
         )  # fmt: skip
         if args.profile:
             from docstreams_dev.stack.ports import free_port_block

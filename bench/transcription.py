@@ -163,7 +163,7 @@ def pipeline(folder: Path, minutes: int) -> dict[str, Any]:
                        {float(t): SENTENCES[t // 60 % len(SENTENCES)]
                         for t in range(30, int(total), 60)})  # fmt: skip
     settings = private_stack_settings(
-        folder / "stack", blob_dir=folder / "pipeline-blobs", allow_local_sources=True
+        folder / "stack", blob_dir=folder / "pipeline-blobs", local_source_roots=[folder]
     )
     stack = Stack(settings)
     stack.up()

@@ -144,10 +144,11 @@ class Download:
     def __call__(self, request: IngestRequest) -> list[Message]:
         if isinstance(request, DeleteRequested):
             return []
-        fetched, blob, content_type = self._fetch(request)
+        fetched, blob, content_type, encoding = self._fetch(request)
         current = self._current_version(request)
         if current is not None and current.version == fetched.sha256:
-            return [self._planned(request, fetched, blob, content_type, 0, 0, unchanged=True)]
+            return [self._planned(request, fetched, blob, content_type, 0, 0, unchanged=True,
+                                  encoding=encoding)]  # fmt: skip
         pages, windows = self._plan(request, self.store.path(blob), content_type)
         shape = fingerprint(self.settings, request, content_type)
         # Reuse only a current version built the same way (older ones have no window digests).
@@ -191,13 +192,15 @@ class Download:
             )
         planned = self._planned(
             request, fetched, blob, content_type, len(windows), pages,
-            base_version=base.version if base else None, fingerprint=shape,
+            base_version=base.version if base else None, fingerprint=shape, encoding=encoding,
         )  # fmt: skip
         return [*tasks, planned]
 
-    def _fetch(self, request: DocumentSubmitted) -> tuple[Fetched, str, str]:
+    def _fetch(self, request: DocumentSubmitted) -> tuple[Fetched, str, str, str | None]:
         """The document downloaded (resumed where an earlier try stopped) into the blob store:
-        what was fetched, its blob and its sniffed content type."""
+        what was fetched, its blob, its sniffed content type and, for text, the character
+        encoding it came in. Text is stored as UTF-8, so every later stage reads UTF-8 (the
+        version stays the sha256 of the bytes as fetched)."""
         partial = self.store.partial(request.tenant_id, request.document_id)
         fetched = self.fetcher.fetch(request.source, partial)
         blob = self.store.commit(partial, request.tenant_id, request.document_id, fetched.sha256)
@@ -208,7 +211,13 @@ class Download:
         if claimed and claimed != content_type:
             # Typically an error or login page served instead of the document.
             raise PoisonInput(f"the request says {claimed} but the bytes are {content_type}")
-        return fetched, blob, content_type
+        encoding = None
+        if content_type in extractors.TEXT_TYPES:
+            path = self.store.path(blob)
+            encoding = extractors.text_encoding(path, html=content_type == extractors.HTML)
+            if encoding != extractors.UTF8:
+                extractors.transcode_to_utf8(path, encoding)
+        return fetched, blob, content_type, encoding
 
     def _plan(
         self, request: DocumentSubmitted, path: Path, content_type: str
@@ -236,15 +245,18 @@ class Download:
         ):
             return [None] * len(windows)
         spans = [(w.first, w.last) for w in windows]
-        return self.parser.call(
-            "reading the PDF's page bytes", extractors.pdf_raw_digests, path, spans
-        )
+        try:
+            return self.parser.call(
+                "reading the PDF's page bytes", extractors.pdf_raw_digests, path, spans
+            )
+        except ResourceLimitExceeded:  # only a shortcut: the windows are extracted instead
+            return [None] * len(windows)
 
     @staticmethod
     def _planned(
         request: DocumentSubmitted, fetched: Fetched, blob: str, content_type: str,
         window_count: int, pages: int, unchanged: bool = False, base_version: str | None = None,
-        fingerprint: str | None = None,
+        fingerprint: str | None = None, encoding: str | None = None,
     ) -> DocumentPlanned:  # fmt: skip
         return DocumentPlanned(
             tenant_id=request.tenant_id,
@@ -260,6 +272,7 @@ class Download:
             unchanged=unchanged,
             base_version=base_version,
             fingerprint=fingerprint,
+            encoding=encoding,
         )
 
     def _duration(self, path: Path) -> float:
@@ -306,7 +319,7 @@ def make_stage(settings: Settings) -> Stage[IngestRequest]:
         timeout_s=settings.fetch_timeout_s,
         attempts=settings.fetch_attempts,
         max_bytes=settings.max_download_bytes,
-        allow_local=settings.allow_local_sources,
+        local_roots=settings.local_source_roots,
         min_bytes_per_s=settings.fetch_min_bytes_per_s,
     )
     versions = ChunkIndex(settings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class DocstreamsError(Exception):
     """Base of every error docstreams raises on purpose."""
@@ -59,6 +61,30 @@ class FatalRunnerError(DocstreamsError):
     """The process must exit (fenced by a newer instance, misconfiguration)."""
 
 
+# What a reason must not carry to a caller or an operator's DLQ: a server path (an absolute
+# path, not the tail of a URL or of "audio/video"), a traceback, credentials.
+_FILE_URL = re.compile(r"(?i)\bfile://[^\s'\"]*")
+_SERVER_PATH = re.compile(r"(?<![\w.:/~-])~?/[^\s'\"(),:;\[\]{}<>|]+")
+_URL_CREDENTIALS = re.compile(r"(://)[^/@\s'\"]+@")
+_QUERY_VALUE = re.compile(r"([?&][^=&\s'\"#]+=)[^&\s'\"#:]+")  # signed URLs sign in the query
+_TOKEN = re.compile(r"(?i)\b(bearer\s+|sk-)[\w.~+/=-]{6,}")
+_TRACEBACK = "Traceback (most recent call last)"
+
+
+def public_reason(error: BaseException, limit: int = 4000) -> str:
+    """What went wrong, fit for the caller (callback, status) and the dead-letter topic: the
+    error's own message with server paths, tracebacks and credentials taken out."""
+    text = str(error) or type(error).__name__
+    if _TRACEBACK in text:  # a foreign library's message may embed one: keep its last line
+        text = text.strip().splitlines()[-1]
+    text = _FILE_URL.sub("file://<path>", text)
+    text = _SERVER_PATH.sub("<path>", text)
+    text = _URL_CREDENTIALS.sub(r"\1***@", text)
+    text = _QUERY_VALUE.sub(r"\1***", text)
+    text = _TOKEN.sub(r"\1***", text)
+    return text[:limit]
+
+
 __all__ = [
     "DocstreamsError",
     "DownstreamUnavailable",
@@ -67,4 +93,5 @@ __all__ = [
     "ProviderRefused",
     "ResourceLimitExceeded",
     "TransientError",
+    "public_reason",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,13 @@ from streams.settings import Settings
 if TYPE_CHECKING:
     from streams.adapters.transcribers import Transcriber, Utterance
 
+log = logging.getLogger(__name__)
+
+
+# The open PDF is closed after a window once the child's address space passes this share of its
+# cap: room for the next window's growth (a window that still overflows is retried fresh).
+PDF_KEEP_SHARE_OF_CAP = 0.9
+
 
 class Extract:
     def __init__(
@@ -39,7 +47,11 @@ class Extract:
         self.store = store
         # (path, first, last) -> pages, run in the parser child: importable by name.
         self.pdf_pages: Callable[[Path, int, int], list[Page]] = functools.partial(
-            extractors.pdf_window, settings.pdf_backend, keep_mb=settings.pdf_reader_keep_mb
+            extractors.pdf_window,
+            settings.pdf_backend,
+            keep_mb=settings.pdf_reader_keep_mb,
+            # Deep in a long PDF the open document's page list alone is most of the cap.
+            close_above_mb=settings.parser_memory_mb * PDF_KEEP_SHARE_OF_CAP,
         )
         # Parsers run in a child process under memory and time limits (a hostile file kills
         # only the child); plain text is read here, in bounded byte windows.
@@ -48,7 +60,7 @@ class Extract:
 
     def __call__(self, task: ExtractTask) -> list[Message]:
         if not self.store.exists(task.blob):
-            raise PoisonInput(f"blob {task.blob} is missing from the blob store")
+            raise PoisonInput("the downloaded document is gone from the blob store (deleted?)")
         path = self.store.path(task.blob)
         if task.raw_digest and task.raw_digest == task.previous_raw_digest and task.previous_digest:
             # The pages' bytes are the base window's: so is their text (not extracted again).
@@ -66,8 +78,7 @@ class Extract:
         if task.content_type in MEDIA_TYPES:
             pages = self._transcribe(path, task)
         elif task.content_type == extractors.PDF:
-            what = f"extracting pages {task.page_start}-{task.page_end}"
-            pages = self.parser.call(what, self.pdf_pages, path, task.page_start, task.page_end)
+            pages = self._pdf_pages(path, task)
         elif task.content_type == extractors.HTML:
             pages = [
                 Page(number=1, text=self.parser.call("parsing HTML", extractors.html_text, path))
@@ -109,6 +120,19 @@ class Extract:
         if done.unchanged:
             return [done]
         return [PageBatch(**task.carried(), pages=pages), done]
+
+    def _pdf_pages(self, path: Path, task: ExtractTask) -> list[Page]:
+        what = f"extracting pages {task.page_start}-{task.page_end}"
+        try:
+            return self.parser.call(what, self.pdf_pages, path, task.page_start, task.page_end)
+        except ResourceLimitExceeded as exc:
+            if exc.limit != "memory":
+                raise
+            # The child may have died of what the PDF it kept open had cached over earlier
+            # windows (see extractors.pdf_window), not of this window: once more in a fresh
+            # child that opens the file for it alone. Dying again is this window's doing.
+            log.info("%s: over the memory cap with the PDF kept open; once more fresh", what)
+            return self.parser.call(what, self.pdf_pages, path, task.page_start, task.page_end)
 
     def _run_transcriber(self, pcm: Path, offset_s: float, what: str) -> list[Utterance]:
         """In the parser's child, like every parser (its memory limit bounds the speech model

@@ -255,6 +255,7 @@ def _planned(state: DocumentState, message: DocumentPlanned) -> Folded:
         state.pages = message.pages
     state.size_bytes = message.bytes
     state.content_type, state.blob = message.content_type, message.blob
+    state.encoding = message.encoding
     state.planned_at = message.at
     state.reused_unchanged = message.unchanged
     state.base_version, state.fingerprint = message.base_version, message.fingerprint

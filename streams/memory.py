@@ -18,6 +18,15 @@ def resident_mb() -> float:
     return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def address_space_mb() -> float:
+    """This process's virtual memory size (what RLIMIT_AS caps), from /proc; infinite without."""
+    try:
+        pages = int(Path("/proc/self/statm").read_bytes().split()[0])
+    except OSError:
+        return float("inf")
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 @cache
 def _libc() -> ctypes.CDLL | None:
     try:

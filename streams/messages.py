@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streams.errors import DocstreamsError
 from streams.vectors import from_le_bytes, to_le_bytes, vector
@@ -73,8 +73,19 @@ class Message(BaseModel):
             return cls.model_validate(orjson.loads(value))
         except orjson.JSONDecodeError as exc:
             raise InvalidWireMessage(f"not JSON: {exc}") from None
-        except ValueError as exc:  # pydantic.ValidationError
-            raise InvalidWireMessage(f"not a valid {cls.__name__}: {exc}") from None
+        except ValidationError as exc:
+            raise InvalidWireMessage(
+                f"not a valid {cls.__name__}: {validation_problems(exc)}"
+            ) from None
+
+
+def validation_problems(error: ValidationError) -> str:
+    """Each invalid field and what is wrong with it, without the values sent: a reason is read
+    by the caller and operators, and a value may be anything (a path, a secret, megabytes)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc']) or 'record'}: {problem['msg']}"
+        for problem in error.errors(include_url=False, include_input=False)
+    )
 
 
 class DocumentMessage(Message):
@@ -342,6 +353,12 @@ class DocumentPlanned(StageEvent):
     )
     fingerprint: Digest | None = Field(
         default=None, description="How its windows are built (see WindowPayload)."
+    )
+    encoding: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Text, Markdown and HTML: the character encoding it came in (a Python codec "
+        "name, e.g. utf-8, cp1252, utf-16); stored and processed as UTF-8.",
     )
 
 

@@ -67,6 +67,7 @@ class DocumentState(BaseModel):
     submissions: int = 0
     resumed_after_failure: bool = False
     content_type: str | None = None
+    encoding: str | None = None  # text: the character encoding it came in
     pages: int = 0
     size_bytes: int = 0
     blob: str | None = None
@@ -198,6 +199,7 @@ class DocumentState(BaseModel):
             "failed_pages": sum(self.failed_pages_by_window.values()),
             "bytes": self.size_bytes,
             "content_type": self.content_type,
+            "encoding": self.encoding,
             "chunks": self.chunks if self.phase == Phase.COMPLETED else self.expected_chunks,
             "tokens_spent": self.tokens_spent,
             "tokens_from_cache": sum(self.cached_tokens_by_window.values()),

@@ -19,6 +19,7 @@ from streams.progress import DocumentProgress, follow
 from streams.settings import Settings
 from streams.weaviate_clients import connect_weaviate
 from tests.kafka_helpers import batch_of, read_records
+from tests.pdfs import ROOT
 
 TENANT = "acme"
 
@@ -34,14 +35,15 @@ def isolated(
     stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory, name: str, **changes: Any
 ) -> Settings:
     """The session stack's settings with topics, a Weaviate collection and a blob store of a
-    test module's own (local sources allowed), plus ``changes``."""
+    test module's own (local sources from the test's temporary folders and the checkout), plus
+    ``changes``."""
     run = uuid.uuid4().hex[:8]
     return stack_settings.model_copy(
         update={
             "topic_prefix": f"{name}{run}.",
             "weaviate_collection": f"{name.capitalize()}{run}",
             "blob_dir": tmp_path_factory.mktemp("blobs"),
-            "allow_local_sources": True,
+            "local_source_roots": [tmp_path_factory.getbasetemp(), ROOT],
             **changes,
         }
     )

@@ -20,7 +20,7 @@ BODY = os.urandom(3 * 2**20 + 12345)
 
 def _fetcher(allowlist: list[str] = LOOPBACK, **kwargs: object) -> Fetcher:
     options: dict[str, object] = {"timeout_s": 10.0, "attempts": 3, "max_bytes": 2**30,
-                                  "allow_local": False} | kwargs  # fmt: skip
+                                  "local_roots": ()} | kwargs  # fmt: skip
     return Fetcher(AddressGuard(allowlist), **options)  # type: ignore[arg-type]
 
 
@@ -117,14 +117,64 @@ def test_a_redirect_is_checked_again_by_the_guard(tmp_path: Path) -> None:
         _fetcher().fetch(f"{base}/go", LocalBlobStore(tmp_path).partial("t", "d"))
 
 
-def test_local_paths_are_refused_unless_enabled(tmp_path: Path) -> None:
+def test_local_sources_are_refused_when_no_root_is_configured(tmp_path: Path) -> None:
     doc = tmp_path / "doc.txt"
     doc.write_text("hello")
     store = LocalBlobStore(tmp_path / "blobs")
-    with pytest.raises(PoisonInput, match="local sources are disabled"):
+    with pytest.raises(PoisonInput, match="local sources are off"):
         _fetcher().fetch(str(doc), store.partial("t", "d"))
-    fetched = _fetcher(allow_local=True).fetch(f"file://{doc}", store.partial("t", "d"))
-    assert fetched.sha256 == hashlib.sha256(b"hello").hexdigest()
+
+
+def test_a_file_under_a_local_source_root_is_fetched(tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "doc.txt").write_text("hello")
+    store = LocalBlobStore(tmp_path / "blobs")
+    fetcher = _fetcher(local_roots=[root])
+    for source in (f"file://{root}/sub/doc.txt", str(root / "sub" / "doc.txt"),
+                   f"file://{root}/sub/../sub/doc.txt"):  # fmt: skip
+        fetched = fetcher.fetch(source, store.partial("t", "d"))
+        assert fetched.sha256 == hashlib.sha256(b"hello").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("etc_passwd", "outside the folders"),
+        ("dotdot_out_of_root", "outside the folders"),
+        ("symlink_out_of_root", "outside the folders"),
+        ("symlinked_folder_out_of_root", "outside the folders"),
+        ("relative_path", "absolute path"),
+        ("missing_file", "does not exist"),
+        ("a_folder", "not a regular file"),
+        ("file_url_with_a_host", "no host"),
+    ],
+)
+def test_a_local_source_outside_the_roots_is_refused_without_naming_a_server_path(
+    tmp_path: Path, case: str, reason: str
+) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+    outside = tmp_path / "secret.txt"
+    outside.write_text("the service account token")
+    (root / "link.txt").symlink_to(outside)
+    (root / "linked").symlink_to(tmp_path)
+    (root / "folder").mkdir()
+    source = {
+        "etc_passwd": "file:///etc/passwd",
+        "dotdot_out_of_root": f"{root}/../secret.txt",
+        "symlink_out_of_root": f"file://{root}/link.txt",
+        "symlinked_folder_out_of_root": f"{root}/linked/secret.txt",
+        "relative_path": "docs/../secret.txt",
+        "missing_file": f"{root}/nothing-here.txt",
+        "a_folder": f"{root}/folder",
+        "file_url_with_a_host": f"file://files.example.com{root}/x.txt",
+    }[case]
+    store = LocalBlobStore(tmp_path / "blobs")
+    with pytest.raises(PoisonInput, match=reason) as refused:
+        _fetcher(local_roots=[root]).fetch(source, store.partial("t", "d"))
+    assert "/" not in str(refused.value).replace("file://", "").replace("http(s)", "")
+    assert not store.partial("t", "d").data.exists()
 
 
 def test_other_schemes_are_refused(tmp_path: Path) -> None:

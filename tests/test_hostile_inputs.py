@@ -5,6 +5,10 @@ processes survive (only the parser's child may die), and a normal document still
 
 A recording HTTP server on 127.0.0.2 — outside the fetch allowlist — stands in for every
 internal service: it must never receive a request.
+
+Also real malformed PDFs from public corpora (tests/real_pdfs.py), local sources outside their
+roots, legacy text encodings; and no reason anywhere (dead letters, status, callbacks) names a
+server path.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import base64
 import re
 import socket
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +27,9 @@ import orjson
 import psutil
 import pytest
 from confluent_kafka import Producer
+from pydantic import SecretStr
 
+from docstreams_dev.servers.callback_receiver import Receiver, receiving
 from docstreams_dev.servers.http_server import Behaviour, serving
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.embedders import LocalMiniLM
@@ -35,10 +42,10 @@ from streams.producer import request_delete
 from streams.settings import Settings
 from streams.status_client import document_status
 from streams.topics import topic_name
-from tests import hostile_files
+from tests import hostile_files, real_pdfs
 from tests.apps_helpers import TENANT, app_process, isolated, running_apps, submit_and_wait
 from tests.kafka_helpers import read_topic, wait_for
-from tests.pdfs import SAMPLE, numbered_pages, write_pdf
+from tests.pdfs import ROOT, SAMPLE, numbered_pages, write_pdf
 
 MAX_BYTES = 4 * 2**20
 MAX_PAGES = 60
@@ -54,6 +61,8 @@ class Hostile:
     internal: str  # base URL of the recording server (127.0.0.2): must stay untouched
     internal_port: int
     internal_requests: Behaviour
+    callbacks: Receiver
+    hook: str  # the callback URL every hostile submission gives
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +75,12 @@ def hostile(
         files={"/big.bin": b"x" * (MAX_BYTES + 1), "/doc.pdf": SAMPLE.read_bytes()},
         redirects={"/loop": "/loop", "/to-file": "file:///etc/passwd"},
     )
-    with serving(good) as good_url, serving(internal, host="127.0.0.2") as internal_url:
+    callbacks = Receiver()
+    with (
+        serving(good) as good_url,
+        serving(internal, host="127.0.0.2") as internal_url,
+        receiving(callbacks) as hook,
+    ):
         internal_port = int(internal_url.rsplit(":", 1)[1])
         good.redirects["/to-internal"] = f"{internal_url}/doc.pdf"
         settings = isolated(
@@ -84,10 +98,12 @@ def hostile(
             parser_memory_mb=512,
             parser_timeout_s=15.0,
             text_window_bytes=64 * 1024,
+            callback_secrets={TENANT: SecretStr("hostile-callback-secret")},
+            callback_allowlist=["127.0.0.1/32"],
         )
         with running_apps(settings) as supervisor:
             yield Hostile(settings, supervisor, files, good_url, internal_url, internal_port,
-                          internal)  # fmt: skip
+                          internal, callbacks, hook)  # fmt: skip
 
 
 # --- each hostile source: (what builds it, the stage that refuses it, the reason) -----------------
@@ -107,7 +123,17 @@ def _text(content: bytes, name: str) -> Source:
     return make
 
 
+def _symlink(target: str, name: str) -> Source:
+    def make(h: Hostile) -> str:
+        link = h.files / f"{uuid.uuid4().hex[:6]}-{name}"
+        link.symlink_to(target)
+        return str(link)
+
+    return make
+
+
 PUBLIC_ONLY = r"not a public address"
+OUTSIDE = r"outside the folders local sources may come from"
 CASES: dict[str, tuple[Source, str, str]] = {
     # URLs: schemes
     "ftp_scheme": (lambda h: "ftp://example.com/doc.pdf", "download", r"only http\(s\) URLs"),
@@ -145,6 +171,13 @@ CASES: dict[str, tuple[Source, str, str]] = {
     "empty_file": (_text(b"", "empty.txt"), "download", r"empty document"),
     "binary_garbage": (_text(bytes(range(256)) * 64, "noise.bin"), "download",
                        r"binary content"),
+    "binary_without_nul_bytes": (_text(bytes(range(1, 256)) * 64, "noise.txt"), "download",
+                                 r"no character encoding reads it as text"),
+    # local sources: confined to the roots (the test's temporary folders, the checkout)
+    "local_file_outside_the_roots": (lambda h: "file:///etc/passwd", "download", OUTSIDE),
+    "symlink_out_of_a_root": (_symlink("/etc/passwd", "passwd.txt"), "download", OUTSIDE),
+    "dotdot_out_of_a_root": (lambda h: f"{h.files}/../../../../../../etc/passwd", "download",
+                             OUTSIDE),
     "zip_not_docx": (_file(hostile_files.zip_not_docx, "archive.zip"), "download",
                      r"ZIP archive that is not DOCX"),
     "truncated_pdf": (_file(hostile_files.truncated_pdf, "cut.pdf"), "download",
@@ -171,13 +204,49 @@ pytestmark = pytest.mark.stack
 def test_a_hostile_source_is_dead_lettered_with_its_reason(hostile: Hostile, case: str) -> None:
     build, stage, reason = CASES[case]
     document = f"hostile-{case}"
-    progress = submit_and_wait(hostile.settings, build(hostile), document, timeout_s=120)
+    progress = submit_and_wait(hostile.settings, build(hostile), document, timeout_s=120,
+                               callback_url=hostile.hook)  # fmt: skip
     assert progress.failure is not None, f"{case} was not refused"
     assert progress.failure.stage == stage
     assert re.search(reason, progress.failure.reason), progress.failure.reason
     letters = [DeadLetter.from_wire(v) for v in read_topic(hostile.settings, "dlq")]
     assert any(d.document_id == document and d.reason == progress.failure.reason
                for d in letters)  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(real_pdfs.REAL_PDFS))
+def test_a_real_malformed_pdf_from_a_public_corpus_completes_or_is_refused_with_its_reason(
+    hostile: Hostile, case: str
+) -> None:
+    spec = real_pdfs.REAL_PDFS[case]
+    source = hostile.files / f"{case}.pdf"
+    source.write_bytes(real_pdfs.real_pdf(case).read_bytes())
+    progress = submit_and_wait(hostile.settings, str(source), f"real-{case}", timeout_s=120,
+                               callback_url=hostile.hook)  # fmt: skip
+    if spec.chunks is None:
+        assert progress.failure is not None, f"{case} was not refused"
+        assert re.search(spec.reason or "", progress.failure.reason), progress.failure.reason
+    else:
+        assert progress.completed is not None, progress.failure
+        assert progress.completed.chunks >= spec.chunks
+
+
+def test_a_new_tenants_first_document_without_text_completes_with_no_chunks(
+    hostile: Hostile,
+) -> None:
+    """No chunk was ever written for the tenant, so Weaviate has no such tenant to count in:
+    the completion check must read that as 0, not wait for it."""
+    source = hostile.files / "no-text.pdf"
+    source.write_bytes(real_pdfs.real_pdf("fuzzing_corpus_stream_cut_short").read_bytes())
+    progress = submit_and_wait(hostile.settings, str(source), "no-text", "blank", timeout_s=120)
+    assert progress.completed is not None, progress.failure
+    assert progress.completed.chunks == 0
+    assert document_status(hostile.settings, "blank", "no-text")["phase"] == "completed"
+    index = ChunkIndex(hostile.settings)
+    try:
+        assert index.search("blank", LocalMiniLM().embed(["anything"])[0].tolist(), 5) == []
+    finally:
+        index.close()
 
 
 RAW_CASES: dict[str, tuple[dict[str, Any], str]] = {
@@ -312,7 +381,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[list[str]]]:
 
 def _fetcher(allowlist: list[str]) -> Fetcher:
     return Fetcher(AddressGuard(allowlist), timeout_s=5, attempts=1, max_bytes=MAX_BYTES,
-                   allow_local=False)  # fmt: skip
+                   local_roots=())  # fmt: skip
 
 
 def test_a_public_looking_name_that_resolves_to_an_internal_address_is_refused(
@@ -356,3 +425,65 @@ def test_dns_rebinding_cannot_move_the_connection_to_an_internal_address(
     assert fetched.size == SAMPLE.stat().st_size
     assert [path for path, _ in allowed.requests] == ["/doc.pdf"]
     assert internal.requests == []
+
+
+# --- legacy text ------------------------------------------------------------------------------
+ACCENTED = "À la jetée nord, le maître de port allume quarante-deux lanternes bleues."
+LEGACY_TEXT = (
+    "Les dragueurs travaillent au quai neuf jusqu'au printemps prochain.\n"
+    f"{ACCENTED}\n"
+    "Les bateaux-pilotes partent du poste d'amarrage à marée haute, été comme hiver.\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("case", "encoded", "name", "encodings"),
+    [
+        ("latin_1_text", LEGACY_TEXT.encode("latin-1"), "notes.txt", {"cp1252", "iso8859-1"}),
+        ("windows_1252_markdown", ("# Port \u201cnord\u201d \u2014 5 \u20ac\n\n" + LEGACY_TEXT)
+         .encode("cp1252"), "notes.md", {"cp1252"}),
+        ("utf_16_text", LEGACY_TEXT.encode("utf-16"), "notes.txt", {"utf-16"}),
+        ("utf_16_markdown", ("# Port\n\n" + LEGACY_TEXT).encode("utf-16"), "notes.md",
+         {"utf-16"}),
+    ],
+)  # fmt: skip
+def test_legacy_encoded_text_is_searchable_by_a_sentence_with_accents(
+    hostile: Hostile, case: str, encoded: bytes, name: str, encodings: set[str]
+) -> None:
+    source = hostile.files / f"{case}-{name}"
+    source.write_bytes(encoded)
+    document = f"legacy-{case}"
+    progress = submit_and_wait(hostile.settings, str(source), document, timeout_s=120)
+    assert progress.completed is not None, progress.failure
+    assert document_status(hostile.settings, TENANT, document)["encoding"] in encodings
+    index = ChunkIndex(hostile.settings)
+    try:
+        vector = LocalMiniLM().embed([ACCENTED])[0].tolist()
+        hits = [h for h in index.search(TENANT, vector, 20) if h.document_id == document]
+        assert hits and ACCENTED in hits[0].text, [h.text for h in hits]
+    finally:
+        index.close()
+
+
+# --- reasons ----------------------------------------------------------------------------------
+def test_no_reason_in_the_dead_letters_the_status_or_a_callback_names_a_server_path(
+    hostile: Hostile,
+) -> None:
+    """Runs after every case above: each reason they produced, wherever a caller or an operator
+    reads it, names the document and the problem, never a server path or a traceback."""
+    server = {str(hostile.files), str(hostile.settings.blob_dir), str(Path.home()), str(ROOT),
+              sys.prefix, "/tmp/", "/etc/", "/usr/", "/var/", "/proc/", "/root", "site-packages",
+              "Traceback", 'File "'}  # fmt: skip
+    letters = [DeadLetter.from_wire(v) for v in read_topic(hostile.settings, "dlq")]
+    failed = {d.document_id for d in letters if d.document_id and d.tenant_id == TENANT}
+    assert len(failed) >= len(CASES)  # every hostile case ran before this test
+    hooked = {d for d in failed if d.startswith(("hostile-", "real-"))}
+    wait_for(lambda: all(hostile.callbacks.called_back(d) for d in hooked), 120)
+    texts = {f"dead letter {d.document_id}": d.reason for d in letters}
+    texts |= {f"status {d}": orjson.dumps(document_status(hostile.settings, TENANT, d)).decode()
+              for d in hooked}  # fmt: skip
+    texts |= {f"callback {r.json()['document_id']}": r.body.decode()
+              for r in hostile.callbacks.received}  # fmt: skip
+    assert len(texts) > 2 * len(CASES)
+    leaks = {where: [s for s in server if s in text] for where, text in texts.items()}
+    assert {where: found for where, found in leaks.items() if found} == {}

@@ -27,7 +27,7 @@ from streams.messages import (
 )
 from streams.settings import Settings
 from streams.status import WINDOW_STAGES
-from tests.pdfs import numbered_pages, write_pdf
+from tests.pdfs import SAMPLE, numbered_pages, write_pdf
 
 WINDOWS_OF_25 = [(1, 25), (26, 50), (51, 60)]
 WORDS = [
@@ -143,7 +143,9 @@ def test_chunks_of_an_edited_window_keep_their_ids_but_near_the_edit() -> None:
 
 
 def _settings(tmp_path: Path) -> Settings:
-    return Settings(blob_dir=tmp_path / "blobs", allow_local_sources=True, text_window_bytes=16384)
+    return Settings(
+        blob_dir=tmp_path / "blobs", local_source_roots=[tmp_path], text_window_bytes=16384
+    )
 
 
 class Registry:
@@ -163,7 +165,9 @@ def _ingest(tmp_path: Path, source: Path, registry: Registry) -> Ingested:
     """Download and extract: the plan, each window's WindowExtracted and the PageBatches sent."""
     settings = _settings(tmp_path)
     store = LocalBlobStore(settings.blob_dir)
-    fetcher = Fetcher(AddressGuard(), timeout_s=5, attempts=1, max_bytes=2**30, allow_local=True)
+    fetcher = Fetcher(
+        AddressGuard(), timeout_s=5, attempts=1, max_bytes=2**30, local_roots=[tmp_path]
+    )
     outputs = Download(settings, store, fetcher, registry)(
         DocumentSubmitted(tenant_id="t1", document_id="d1", source=str(source))
     )
@@ -261,3 +265,13 @@ def test_a_pdf_window_whose_page_bytes_did_not_change_is_not_extracted(tmp_path:
     (done,) = Extract(settings, store, parser=NoParsing())(task)  # type: ignore[arg-type]
     assert isinstance(done, WindowExtracted) and done.unchanged
     assert (done.chunks, done.digest, done.sources) == (40, "c" * 32, ["p26"])
+
+
+def test_a_pdf_that_pypdf_cannot_open_gets_no_page_digests_and_is_still_planned(
+    tmp_path: Path,
+) -> None:
+    """pdfium reads more broken files than pypdf: the digests are a shortcut, never a refusal."""
+    data = SAMPLE.read_bytes()
+    broken = tmp_path / "no-startxref.pdf"
+    broken.write_bytes(data[: data.rindex(b"startxref")])
+    assert extractors.pdf_raw_digests(broken, [(1, 2), (3, 3)]) == [None, None]

@@ -87,3 +87,34 @@ def test_a_record_without_a_document_gets_a_dead_letter_only(value: Any) -> None
     letters = dead_letter("chunk", FakeRecord(value), ValueError("?"), attempts=3)  # type: ignore[arg-type]
     assert [type(m) for m in letters] == [DeadLetter]
     assert letters[0].attempts == 3  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("message", "public"),
+    [
+        ("not a readable audio/video file: /srv/blobs/objects/acme/ab12/9f: Invalid data",
+         "not a readable audio/video file: <path>: Invalid data"),
+        ("FileNotFoundError: [Errno 2] No such file or directory: '/etc/docstreams/x.pdf'",
+         "FileNotFoundError: [Errno 2] No such file or directory: '<path>'"),
+        ("KeyError in (~/venv/lib/python3.11/site-packages/pypdf/_page.py)", "KeyError in (<path>)"),
+        ("Traceback (most recent call last):\n  File \"/app/x.py\", line 3\nValueError: bad xref",
+         "ValueError: bad xref"),
+        ("https://u:p@files.example.com/r.pdf?X-Amz-Signature=abc123&id=7: HTTP 404",
+         "https://***@files.example.com/r.pdf?X-Amz-Signature=***&id=***: HTTP 404"),
+        ("openai refused: Incorrect API key provided: sk-proj-abcdef123456",
+         "openai refused: Incorrect API key provided: sk-***"),
+        ("refused redirect to 'file:///etc/passwd'", "refused redirect to 'file://<path>'"),
+        # what must stay: content types, ratios, URLs' own paths, page ranges
+        ("the request says application/pdf but the bytes are text/html",
+         "the request says application/pdf but the bytes are text/html"),
+        ("https://example.com/docs/r.pdf: HTTP 410 Gone", "https://example.com/docs/r.pdf: HTTP 410 Gone"),
+        ("resource_limit: memory: extracting pages 1-25: 3/4 of 512 MB",
+         "resource_limit: memory: extracting pages 1-25: 3/4 of 512 MB"),
+    ],
+)  # fmt: skip
+def test_a_reason_names_the_problem_without_server_paths_tracebacks_or_credentials(
+    message: str, public: str
+) -> None:
+    value = PageBatch(**WINDOW, pages=[Page(number=1, text="x")]).to_wire()
+    letter, failed = dead_letter("extract", FakeRecord(value), PoisonInput(message), attempts=1)  # type: ignore[arg-type]
+    assert letter.reason == failed.reason == public  # type: ignore[attr-defined]

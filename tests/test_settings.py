@@ -63,8 +63,16 @@ def test_as_environment_reproduces_settings_including_secrets(
         topic_prefix="x.",
         weaviate_api_key="k-123",  # type: ignore[arg-type]
         fetch_allowlist=["127.0.0.1/32", "10.0.0.0/8"],
-        allow_local_sources=True,
+        local_source_roots=[Path("/srv/docs")],
     )
     for var, value in as_environment(original).items():
         monkeypatch.setenv(var, value)
     assert Settings() == original
+
+
+def test_the_retired_local_sources_switch_stops_start_up_naming_its_replacement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCSTREAMS_ALLOW_LOCAL_SOURCES", "true")
+    with pytest.raises(ValueError, match="replaced by DOCSTREAMS_LOCAL_SOURCE_ROOTS"):
+        Settings()

@@ -18,7 +18,7 @@ from streams.adapters.fetch import AddressGuard, Fetcher
 from streams.chunk import Chunker
 from streams.download import Download
 from streams.embed import Embed
-from streams.errors import PoisonInput
+from streams.errors import PoisonInput, ResourceLimitExceeded
 from streams.extract import Extract
 from streams.messages import (
     ChunkBatch,
@@ -32,14 +32,14 @@ from streams.messages import (
     WindowEmbedded,
 )
 from streams.settings import Settings
-from tests.pdfs import SAMPLE, SAMPLE_PAGE, SAMPLE_SENTENCE, numbered_pages, write_pdf
+from tests.pdfs import ROOT, SAMPLE, SAMPLE_PAGE, SAMPLE_SENTENCE, numbered_pages, write_pdf
 
 VERSION = "a1" * 32
 EMBEDDER = LocalMiniLM()
 
 
 def _settings(tmp_path: Path, **changes: object) -> Settings:
-    return Settings(blob_dir=tmp_path / "blobs", allow_local_sources=True, **changes)  # type: ignore[arg-type]
+    return Settings(blob_dir=tmp_path / "blobs", local_source_roots=[tmp_path, ROOT], **changes)  # type: ignore[arg-type]
 
 
 class NothingIndexedYet:
@@ -51,7 +51,9 @@ class NothingIndexedYet:
 
 def _download(tmp_path: Path, source: Path, **changes: object) -> list[object]:
     settings = _settings(tmp_path, **changes)
-    fetcher = Fetcher(AddressGuard(), timeout_s=5, attempts=1, max_bytes=2**30, allow_local=True)
+    fetcher = Fetcher(
+        AddressGuard(), timeout_s=5, attempts=1, max_bytes=2**30, local_roots=[tmp_path, ROOT]
+    )
     stage = Download(settings, LocalBlobStore(settings.blob_dir), fetcher, NothingIndexedYet())
     return list(stage(DocumentSubmitted(tenant_id="t1", document_id="d1", source=str(source))))
 
@@ -266,3 +268,35 @@ def test_another_file_or_a_replaced_one_is_opened_afresh(tmp_path: Path, no_open
     replacement.replace(other)  # same path, another file
     (page,) = extractors.pdf_window("pypdfium2", other, 1, 1, keep_mb=100_000)
     assert "orchard" in page.text
+
+
+class DiesOfMemory:
+    """A parser child that dies over its memory cap the first ``deaths`` calls."""
+
+    def __init__(self, deaths: int) -> None:
+        self.deaths, self.calls = deaths, 0
+
+    def call(self, what: str, fn: object, *args: object, **kwargs: object) -> list[Page]:
+        self.calls += 1
+        if self.calls <= self.deaths:
+            raise ResourceLimitExceeded("memory", f"{what}: the parser died")
+        return [Page(number=1, text="the text of page one")]
+
+
+@pytest.mark.parametrize(("deaths", "outcome"), [(1, "extracted"), (2, "refused")])
+def test_a_pdf_window_over_the_memory_cap_is_retried_once_fresh_before_it_is_refused(
+    tmp_path: Path, deaths: int, outcome: str
+) -> None:
+    """A kept-open PDF's caches can take the child over its cap on an innocent window: one
+    retry in a fresh child; a window that overflows fresh too is the document's fault."""
+    pdf = write_pdf(tmp_path / "one.pdf", numbered_pages(1))
+    (task,) = [o for o in _download(tmp_path, pdf) if isinstance(o, ExtractTask)]
+    parser = DiesOfMemory(deaths)
+    extract = Extract(_settings(tmp_path), LocalBlobStore(tmp_path / "blobs"), parser=parser)  # type: ignore[arg-type]
+    if outcome == "extracted":
+        (batch, _) = extract(task)
+        assert isinstance(batch, PageBatch) and batch.pages[0].text == "the text of page one"
+    else:
+        with pytest.raises(ResourceLimitExceeded, match="memory"):
+            extract(task)
+    assert parser.calls == 2

@@ -7,6 +7,7 @@ reading the whole file into memory). A page that fails is returned with its erro
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import zipfile
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from typing import Any
 
 from streams.adapters.media import sniff_media
 from streams.errors import PoisonInput, ResourceLimitExceeded
-from streams.memory import release_free_memory, resident_mb
+from streams.memory import address_space_mb, release_free_memory, resident_mb
 from streams.messages import Page
 
 PDF = "application/pdf"
@@ -39,7 +40,9 @@ def sniff(path: Path, filename: str | None) -> str:
         head = fh.read(_SNIFF_BYTES)
     if head.lstrip(b"\x00\t\r\n ").startswith(b"%PDF-") or b"%PDF-" in head[:1024]:
         return PDF
-    if media_type := sniff_media(head):
+    wide = _wide_encoding(head)
+    # A UTF-16 byte order mark (FF FE) also reads as an MPEG audio frame header.
+    if not (wide and _reads_as_text(head, wide)) and (media_type := sniff_media(head)):
         return media_type
     if head.startswith(b"PK\x03\x04"):
         try:
@@ -49,20 +52,129 @@ def sniff(path: Path, filename: str | None) -> str:
         except zipfile.BadZipFile:
             pass
         raise PoisonInput("unsupported document type: a ZIP archive that is not DOCX")
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not merely a multi-byte character cut by the sniff window
-            raise PoisonInput("unsupported document type: binary content") from None
-        text = head[: exc.start].decode("utf-8")
-    if "\x00" in text:
-        raise PoisonInput("unsupported document type: binary content")
-    lowered = text.lstrip().lower()
+    if wide is None and (nuls := head.count(0)):
+        raise PoisonInput(
+            f"not a text document: binary content ({nuls} NUL bytes in its first {len(head)} bytes)"
+        )
+    # Markers are ASCII: Latin-1 reads them in any 8-bit encoding and never fails.
+    lowered = head.decode(wide or "latin-1", errors="replace").lstrip("\ufeff \t\r\n").lower()
     if lowered.startswith(("<!doctype html", "<html")) or "<body" in lowered[:2048]:
         return HTML
     if (filename or "").lower().endswith((".md", ".markdown")):
         return MARKDOWN
     return TEXT
+
+
+# --- character encodings of text, Markdown and HTML ------------------------------------------
+UTF8 = "utf-8"
+TEXT_TYPES = (TEXT, MARKDOWN, HTML)
+_BOMS = [
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe\x00\x00", "utf-32"),  # before UTF-16's: it starts the same
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+]
+_BLOCK_BYTES = 2**20
+_SAMPLE_BYTES = 64 * 1024  # what the detector reads, from the first byte that is not UTF-8
+# Windows-1252 (a superset of Latin-1's letters) is what most legacy Western text is. On a short
+# sample a detector may prefer a neighbour (cp1250 reads "crème" as "crčme") or a CJK codec: it
+# is chosen whenever it reads the sample nearly as cleanly as the detector's best (a mess ratio
+# within 0.1: text in another script read as cp1252 scores above 1).
+_WESTERN = "cp1252"
+_WESTERN_MARGIN = 0.1
+
+
+def _wide_encoding(head: bytes) -> str | None:
+    """UTF-16/32 by their byte order mark, or UTF-16 without one (ASCII-range text: every other
+    byte NUL); UTF-8 with a BOM too."""
+    for bom, codec in _BOMS:
+        if head.startswith(bom):
+            return codec
+    if len(head) >= 64:
+        even, odd = head[0::2], head[1::2]
+        if even.count(0) == 0 and odd.count(0) >= 0.9 * len(odd):
+            return "utf-16-le"
+        if odd.count(0) == 0 and even.count(0) >= 0.9 * len(even):
+            return "utf-16-be"
+    return None
+
+
+def _reads_as_text(head: bytes, encoding: str) -> bool:
+    decoded = head.decode(encoding, errors="replace")
+    printable = sum(1 for c in decoded if c.isprintable() or c in "\t\r\n\ufeff")
+    return printable >= 0.95 * len(decoded)
+
+
+def text_encoding(path: Path, html: bool = False) -> str:
+    """The character encoding of a text, Markdown or HTML file, as a Python codec name.
+
+    In order: a byte order mark; UTF-8 if the whole file is valid UTF-8 (legacy 8-bit text
+    almost never is); for HTML, the charset it declares, if that reads it; else what
+    charset-normalizer detects from 64 KB starting at the first byte that is not UTF-8, with
+    Windows-1252 preferred when it reads that as cleanly. Reads the file in 1 MB blocks.
+    Refuses what no encoding reads as text (binary content).
+    """
+    from charset_normalizer import from_bytes
+    from charset_normalizer.md import mess_ratio
+
+    with path.open("rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+        if wide := _wide_encoding(head):
+            return wide
+        fh.seek(0)
+        decoder = codecs.getincrementaldecoder(UTF8)()
+        offset, bad = 0, None
+        while block := fh.read(_BLOCK_BYTES):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                bad = offset + exc.start
+                break
+            offset += len(block)
+        if bad is None:  # valid UTF-8 throughout (maybe cut inside its last character)
+            return UTF8
+        fh.seek(max(0, bad - 1024))
+        sample = fh.read(_SAMPLE_BYTES)
+    if html and (declared := _declared_charset(head)):
+        try:
+            sample.decode(declared)
+            return declared
+        except (UnicodeDecodeError, LookupError):
+            pass  # a wrong or unknown declaration: detect instead
+    best = from_bytes(sample).best()
+    try:
+        western = mess_ratio(sample.decode(_WESTERN), 1.0)
+    except UnicodeDecodeError:
+        western = None
+    if western is not None and western <= (best.chaos if best else 0.2) + _WESTERN_MARGIN:
+        return _WESTERN
+    if best is None:
+        raise PoisonInput("not a text document: no character encoding reads it as text")
+    return str(best.encoding)
+
+
+def _declared_charset(head: bytes) -> str | None:
+    from bs4.dammit import EncodingDetector
+
+    declared = EncodingDetector.find_declared_encoding(head, is_html=True)
+    if not declared:
+        return None
+    try:
+        return codecs.lookup(declared).name
+    except LookupError:
+        return None
+
+
+def transcode_to_utf8(path: Path, encoding: str) -> None:
+    """Rewrite the file as UTF-8 (without a BOM), in blocks; atomic (a rename)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    converted = path.with_name(f"{path.name}.utf-8")
+    with path.open("rb") as source, converted.open("wb") as out:
+        while block := source.read(_BLOCK_BYTES):
+            out.write(decoder.decode(block).encode(UTF8))
+        out.write(decoder.decode(b"", final=True).encode(UTF8))
+    converted.replace(path)
 
 
 # --- PDF -----------------------------------------------------------------------------------
@@ -91,8 +203,12 @@ def pdf_raw_digests(path: Path, windows: list[tuple[int, int]]) -> list[str | No
     each page's content stream bytes, and its fonts (their direct entries and ToUnicode maps).
     Equal digests, equal text; so a window of an edited PDF whose pages' bytes did not change
     needs no text extraction. None for a window whose bytes could not be read (it is then
-    extracted). One pass of pypdf over the page tree: bounded by PDF_RAW_DIGEST_MAX_PAGES."""
-    reader = _open_pypdf(path)
+    extracted). One pass of pypdf over the page tree: bounded by PDF_RAW_DIGEST_MAX_PAGES.
+    A file pypdf cannot open (pdfium may still read it) gets no digests."""
+    try:
+        reader = _open_pypdf(path)
+    except PoisonInput:
+        return [None] * len(windows)
     try:
         digests: list[str | None] = []
         for first, last in windows:
@@ -208,7 +324,8 @@ class _OpenPdf:
 _open_pdf: _OpenPdf | None = None  # one per process (the parser child): the last one read
 
 
-def pdf_window(backend: str, path: Path, first: int, last: int, keep_mb: int = 0) -> list[Page]:
+def pdf_window(backend: str, path: Path, first: int, last: int, keep_mb: int = 0,
+               close_above_mb: float = float("inf")) -> list[Page]:  # fmt: skip
     """The text of pages ``first``..``last`` (1-based, inclusive).
 
     The document stays open for the next window of the same file: reopening a 1 GB PDF
@@ -217,7 +334,9 @@ def pdf_window(backend: str, path: Path, first: int, last: int, keep_mb: int = 0
     fonts. Both libraries also cache what they parse (fonts, shared resources) for as long as
     a document is open, so once those caches have grown ``keep_mb`` past the memory it held
     after its first window, it is closed and the freed heap given back to the system.
-    ``keep_mb=0`` closes it after every window.
+    ``keep_mb=0`` closes it after every window. It is closed too once the process's address
+    space passes ``close_above_mb``: the caches' base grows with how deep in the page tree the
+    document was opened, so a fixed ``keep_mb`` over it can still reach the child's cap.
     """
     global _open_pdf
     kind = PDF_BACKENDS[backend]
@@ -233,8 +352,8 @@ def pdf_window(backend: str, path: Path, first: int, last: int, keep_mb: int = 0
         now = resident_mb()
         if _open_pdf.resident_base_mb is None:
             _open_pdf.resident_base_mb = now
-        if not now - _open_pdf.resident_base_mb < keep_mb:  # (NaN without /proc: closed)
-            close_open_pdf()
+        if not now - _open_pdf.resident_base_mb < keep_mb or address_space_mb() > close_above_mb:
+            close_open_pdf()  # (NaN without /proc: closed)
 
 
 def close_open_pdf() -> None:
@@ -322,7 +441,8 @@ def html_text(path: Path) -> str:
     from bs4 import BeautifulSoup
 
     _check_whole_size(path)
-    soup = BeautifulSoup(path.read_bytes(), "html.parser")
+    # The download stage stored it as UTF-8 whatever it declares (text_encoding).
+    soup = BeautifulSoup(path.read_bytes(), "html.parser", from_encoding=UTF8)
     for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
     return _clean(soup.get_text("\n"))

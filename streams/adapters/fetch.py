@@ -15,7 +15,7 @@ import hashlib
 import ipaddress
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -114,7 +114,7 @@ class Fetcher:
         timeout_s: float,
         attempts: int,
         max_bytes: int,
-        allow_local: bool,
+        local_roots: Sequence[Path] = (),
         min_bytes_per_s: int = 1024,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -122,7 +122,8 @@ class Fetcher:
         self.min_bytes_per_s = min_bytes_per_s
         self.attempts = attempts
         self.max_bytes = max_bytes
-        self.allow_local = allow_local
+        # Resolved once: a root given through a symlink still contains what it points to.
+        self.local_roots = [Path(root).expanduser().resolve() for root in local_roots]
         self.client = httpx.Client(
             timeout=httpx.Timeout(timeout_s), follow_redirects=False, transport=transport
         )
@@ -223,8 +224,8 @@ class Fetcher:
                 url = str(target.join(location))
             except httpx.InvalidURL as exc:
                 raise PoisonInput(f"refused redirect to an invalid URL: {exc}") from None
-            if urlsplit(url).scheme not in ("http", "https"):
-                raise PoisonInput(f"refused redirect to {url[:200]!r}")
+            if (scheme := urlsplit(url).scheme) not in ("http", "https"):
+                raise PoisonInput(f"refused redirect to a {scheme[:20]}: URL (only http(s))")
         raise PoisonInput(f"more than {MAX_REDIRECTS} redirects")
 
     def _check_pace(self, url: str, received: int, seconds: float) -> None:
@@ -241,26 +242,41 @@ class Fetcher:
         if value.isdigit():
             time.sleep(min(float(value), _MAX_RETRY_AFTER_S))
 
-    # --- local files (dev and tests) ---------------------------------------------------------
+    # --- local files ---------------------------------------------------------------------------
     def _local_path(self, source: str) -> Path | None:
+        """The file a local source names, if it lies under a local source root. Reasons never
+        name a server path: the caller knows what it submitted."""
         parts = urlsplit(source)
         if parts.scheme in ("http", "https"):
             return None
         if parts.scheme not in ("", "file"):
             return None  # refused by the scheme check in fetch()
-        if not self.allow_local:
+        if not self.local_roots:
             raise PoisonInput(
-                "local sources are disabled (set DOCSTREAMS_ALLOW_LOCAL_SOURCES=true in dev)"
+                "local sources are off: this service fetches http(s) URLs only "
+                "(DOCSTREAMS_LOCAL_SOURCE_ROOTS names the folders local files may come from)"
             )
-        path = Path(unquote(parts.path) if parts.scheme == "file" else source).expanduser()
+        if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
+            raise PoisonInput("a file:// URL must name a local file (no host)")
+        given = Path(unquote(parts.path) if parts.scheme == "file" else source)
+        if not given.is_absolute():
+            raise PoisonInput("a local source must be an absolute path or a file:// URL")
+        try:
+            # Symlinks and .. resolved first: a link inside a root pointing out of it is outside.
+            path = given.resolve(strict=True)
+        except (OSError, RuntimeError):  # missing, or a symlink loop
+            raise PoisonInput("the local source does not exist") from None
+        if not any(path.is_relative_to(root) for root in self.local_roots):
+            raise PoisonInput("the local source is outside the folders local sources may come "
+                              "from (DOCSTREAMS_LOCAL_SOURCE_ROOTS)")  # fmt: skip
         if not path.is_file():
-            raise PoisonInput(f"no such file: {path}")
+            raise PoisonInput("the local source is not a regular file")
         return path
 
     def _copy_local(self, path: Path, partial: PartialDownload) -> Fetched:
         size = path.stat().st_size
         if size > self.max_bytes:
-            raise PoisonInput(f"{path}: {size} bytes is over the size cap")
+            raise PoisonInput(f"the local file's {size} bytes are over the size cap")
         partial.discard()
         digest = hashlib.sha256()
         with path.open("rb") as src, partial.data.open("wb") as out:

@@ -74,8 +74,7 @@ def probe(path: Path, timeout_s: float) -> MediaInfo:
     except subprocess.TimeoutExpired:
         raise ResourceLimitExceeded("time", f"ffprobe took longer than {timeout_s:g}s") from None
     if done.returncode != 0:
-        reason = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        raise PoisonInput(f"not a readable audio/video file: {reason[0][:300]}")
+        raise PoisonInput(f"not a readable audio/video file: {_tool_reason(done, path)}")
     info = orjson.loads(done.stdout or b"{}")
     kinds = {s.get("codec_type") for s in info.get("streams", [])}
     try:
@@ -99,9 +98,14 @@ def extract_audio(path: Path, start_s: float, end_s: float, out: Path, timeout_s
             "time", f"decoding audio {start_s:.0f}-{end_s:.0f}s took longer than {timeout_s:g}s"
         ) from None
     if done.returncode != 0:
-        reason = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        raise PoisonInput(f"cannot decode the audio at {start_s:.0f}s: {reason[0][:300]}")
+        raise PoisonInput(f"cannot decode the audio at {start_s:.0f}s: {_tool_reason(done, path)}")
     return out
+
+
+def _tool_reason(done: subprocess.CompletedProcess[bytes], path: Path) -> str:
+    """ffmpeg's last error line, without the blob's path it names the file by."""
+    lines = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    return lines[0].replace(f"{path}: ", "").replace(str(path), "the file")[:300]
 
 
 __all__ = ["MEDIA_TYPES", "MediaInfo", "extract_audio", "probe", "sniff_media"]

@@ -303,6 +303,8 @@ class ChunkIndex(WeaviateAdapter):
         """The document's objects under these anchors (of any version)."""
         with _translated_errors():
             self.ensure_collection()
+            if not self._has_chunks_tenant(tenant_id):
+                return []
             collection = self.client.collections.use(self.name).with_tenant(tenant_id)
             where = Filter.by_property("document_id").equal(document_id) & Filter.by_property(
                 "anchor"
@@ -351,6 +353,9 @@ class ChunkIndex(WeaviateAdapter):
         """The document's objects; given a version, those it shows: written by it (or by one
         of ``versions``, the versions it reuses objects of) and not dropped by it."""
         self.ensure_collection()
+        with _translated_errors():
+            if not self._has_chunks_tenant(tenant_id):
+                return 0
         collection = self.client.collections.use(self.name).with_tenant(tenant_id)
         where = Filter.by_property("document_id").equal(document_id)
         if version:
@@ -442,6 +447,8 @@ class ChunkIndex(WeaviateAdapter):
 
     def _written_by(self, tenant_id: str, document_id: str, version: str) -> bool:
         with _translated_errors():
+            if not self._has_chunks_tenant(tenant_id):
+                return False
             collection = self.client.collections.use(self.name).with_tenant(tenant_id)
             where = Filter.by_property("document_id").equal(document_id) & Filter.by_property(
                 "version"
@@ -454,7 +461,7 @@ class ChunkIndex(WeaviateAdapter):
         deleted = 0
         with _translated_errors():
             self.ensure_collection()
-            if not self._has_tenant(tenant_id):
+            if not self._has_chunks_tenant(tenant_id):
                 return 0
             collection = self.client.collections.use(self.name).with_tenant(tenant_id)
             mine = Filter.by_property("document_id").equal(document_id)
@@ -483,12 +490,18 @@ class ChunkIndex(WeaviateAdapter):
         collection = self.client.collections.use(self.registry_name)
         return collection.tenants.get_by_name(tenant_id) is not None
 
+    def _has_chunks_tenant(self, tenant_id: str) -> bool:
+        # Not implied by the registry's: a tenant whose documents so far had no text has a
+        # registry entry but has never had a chunk object written.
+        collection = self.client.collections.use(self.name)
+        return collection.tenants.get_by_name(tenant_id) is not None
+
     # --- search -----------------------------------------------------------------------------
     def search(self, tenant_id: str, vector: list[float], limit: int) -> list[Hit]:
         """The nearest chunks of current versions only (see the module docstring)."""
         with _translated_errors():
             self.ensure_collection()
-            if not self._has_tenant(tenant_id):
+            if not self._has_chunks_tenant(tenant_id):
                 return []
             collection = self.client.collections.use(self.name).with_tenant(tenant_id)
             response = collection.query.near_vector(

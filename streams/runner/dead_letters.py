@@ -11,6 +11,7 @@ import orjson
 from confluent_kafka import Message as Record
 from pydantic import ValidationError
 
+from streams.errors import public_reason
 from streams.messages import DeadLetter, DocumentFailed, Message
 
 _REASON_CHARS = 4000
@@ -19,7 +20,7 @@ _REASON_CHARS = 4000
 def dead_letter(stage: str, record: Record, error: BaseException, attempts: int) -> list[Message]:
     """The DeadLetter (with the original record, for a replay once the cause is fixed) and, when
     the record names its document, the DocumentFailed that tells the tracker and the caller."""
-    reason = (str(error) or type(error).__name__)[:_REASON_CHARS]
+    reason = public_reason(error, _REASON_CHARS)
     ids = record_identity(record.value())
     letter = DeadLetter(
         stage=stage,

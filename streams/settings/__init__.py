@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import orjson
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -77,6 +77,17 @@ class Settings(
         )
         return init_settings, env_settings, dotenv_settings, files
 
+    @model_validator(mode="after")
+    def _no_retired_switch(self) -> Settings:
+        # The old on/off switch let a request read any file the process could: refuse to
+        # start with it rather than silently ignore it (or silently keep local sources off).
+        if f"{ENV_PREFIX}ALLOW_LOCAL_SOURCES" in os.environ:
+            raise ValueError(
+                f"{ENV_PREFIX}ALLOW_LOCAL_SOURCES was replaced by {ENV_PREFIX}LOCAL_SOURCE_ROOTS: "
+                'the folders local sources may come from (JSON list, e.g. ["./samples"])'
+            )
+        return self
+
 
 # In the order Settings names them: the README's table follows it.
 SECTIONS: tuple[type[Section], ...] = tuple(
@@ -107,6 +118,8 @@ def as_environment(settings: Settings) -> dict[str, str]:
 def _reveal(value: object) -> str:
     if isinstance(value, SecretStr):
         return value.get_secret_value()
+    if isinstance(value, Path):
+        return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
@@ -121,9 +134,11 @@ def settings_table() -> list[tuple[str, str, str, str]]:
     rows = []
     for section in SECTIONS:
         for name, info in section.model_fields.items():
-            default = info.default
+            default = info.get_default(call_default_factory=True)
             if isinstance(default, Path) and default.is_relative_to(Path.home()):
                 shown = "~/" + str(default.relative_to(Path.home()))
+            elif isinstance(default, list | dict):
+                shown = orjson.dumps(default, default=_reveal).decode()
             else:
                 shown = "" if default is None else str(default)
             rows.append((section_title(section), env_name(name), shown, info.description or ""))

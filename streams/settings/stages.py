@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -62,8 +63,11 @@ class RunnerSettings(Section):
 class FetchSettings(Section):
     """The download stage: where it may fetch from, how much, how patiently."""
 
-    allow_local_sources: bool = Field(
-        default=False, description="Accept local paths and file:// sources (dev and tests only)."
+    local_source_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders whose files may be submitted as local paths or file:// URLs "
+        '(JSON list, e.g. ["/srv/docs"]); a source is resolved (symlinks, ..) before the check. '
+        "Empty: local sources are refused (production fetches URLs only).",
     )
     fetch_allowlist: list[str] = Field(
         default_factory=list,

@@ -126,7 +126,7 @@ def run(plan: ChaosPlan) -> dict[str, Any]:
     base = private_stack_settings(
         workdir / "stack",
         blob_dir=workdir / "blobs",
-        allow_local_sources=True,
+        local_source_roots=[workdir, CHECKOUT / "samples"],
         batch_max_wait_s=0.2,
         transaction_timeout_s=60.0,  # short: a killed batch's transaction is rolled back soon
         **plan.settings,
