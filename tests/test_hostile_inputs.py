@@ -192,6 +192,9 @@ CASES: dict[str, tuple[Source, str, str]] = {
                       r"resource_limit: inflated_size"),
     "page_text_over_cap": (_text(b"word " * 6000, "one-line.txt"), "extract",
                            r"resource_limit: page_text: page 1 has \d+ characters"),
+    # an ID3 tag and then no audio: ffprobe's complaint names the blob's path, the reason not
+    "fake_mp3": (_text(b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"not audio at all " * 64,
+                       "song.mp3"), "download", r"^not a readable audio/video file"),
     "pdf_claimed_but_html": (_text(b"<html><body>Please log in</body></html>", "report.pdf"),
                              "download", r"says application/pdf but the bytes are text/html"),
 }  # fmt: skip
