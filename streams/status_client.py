@@ -83,6 +83,8 @@ def print_status(state: dict[str, Any], console: Console) -> None:
         "tokens from cache": str(state.get("tokens_from_cache", 0)),
         "reused unchanged": "yes" if state["reused_unchanged"] else "no",
     }
+    if state.get("encoding") not in (None, "utf-8"):  # legacy text, stored as UTF-8
+        rows["encoding"] = str(state["encoding"])
     if state.get("base_version") and (edit := state.get("edit")):
         rows["edit"] = edit_summary(edit)
     if state.get("error"):

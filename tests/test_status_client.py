@@ -1,4 +1,4 @@
-"""`docstreams status` as printed: how long a document has been in its phase."""
+"""`docstreams status` as printed: how long a document has been in its phase, its encoding."""
 
 from __future__ import annotations
 
@@ -35,3 +35,9 @@ def test_status_shows_how_long_the_document_has_been_in_its_phase() -> None:
 def test_status_of_a_state_without_phase_time_shows_the_phase_alone() -> None:
     printed = _printed(_state("queued", None))
     assert "queued" in printed and " for " not in printed
+
+
+def test_status_names_the_encoding_legacy_text_came_in() -> None:
+    legacy = _printed(_state("completed", None) | {"encoding": "cp1252"})
+    assert "encoding" in legacy and "cp1252" in legacy
+    assert "encoding" not in _printed(_state("completed", None) | {"encoding": "utf-8"})
