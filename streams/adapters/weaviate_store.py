@@ -25,12 +25,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from weaviate.classes.config import Configure, DataType, Property, Tokenization
 from weaviate.classes.data import DataObject
-from weaviate.classes.query import Filter, MetadataQuery
+from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 from weaviate.collections.classes.filters import _Filters
 from weaviate.exceptions import WeaviateBaseError, WeaviateConnectionError
 
@@ -105,6 +105,8 @@ _REGISTRY_SUMMARY = ["document_id", "version", "chunks", "versions", "fingerprin
 _REGISTRY_NAMESPACE = uuid.UUID("5b0f3c1e-2a7d-4f7e-9a51-0d6c3f1b8e42")
 # How many candidates a search looks at per wanted hit before giving up on finding current ones.
 _SEARCH_OVERFETCH = 4
+# BM25 reads the chunk text only: filenames and ids would lift every chunk of a document alike.
+_SEARCHED_TEXT = ["text"]
 
 
 # Weaviate's default QUERY_MAXIMUM_RESULTS: the most objects one fetch returns.
@@ -170,6 +172,12 @@ class Hit:
     filename: str | None
     start_s: float | None = None  # audio/video
     end_s: float | None = None
+    # Higher is better, on the mode's own scale: cosine similarity (vector), BM25 (keyword),
+    # the fused relative score in [0, 1] (hybrid). Not comparable across modes.
+    score: float | None = None
+
+
+SearchMode = Literal["hybrid", "vector", "keyword"]
 
 
 class ChunkIndex(WeaviateAdapter):
@@ -497,23 +505,62 @@ class ChunkIndex(WeaviateAdapter):
         return collection.tenants.get_by_name(tenant_id) is not None
 
     # --- search -----------------------------------------------------------------------------
-    def search(self, tenant_id: str, vector: list[float], limit: int) -> list[Hit]:
-        """The nearest chunks of current versions only (see the module docstring)."""
+    def search(
+        self,
+        tenant_id: str,
+        vector: list[float] | None,
+        limit: int,
+        *,
+        text: str | None = None,
+        mode: SearchMode = "vector",
+        alpha: float = 0.5,
+    ) -> list[Hit]:
+        """The best chunks of current versions only (see the module docstring).
+
+        - ``vector``: nearest to ``vector`` (the query's embedding);
+        - ``keyword``: BM25 on the chunk text for ``text``;
+        - ``hybrid``: both, fused by relative score; ``alpha`` weighs the vector side (1 is
+          vector only, 0 keyword only). Exact phrases, names and numbers are where vectors miss.
+        """
+        if mode != "keyword" and vector is None:
+            raise ValueError(f"{mode} search needs the query's vector")
+        if mode != "vector" and not (text and text.strip()):
+            raise ValueError(f"{mode} search needs the query's text")
         with _translated_errors():
             self.ensure_collection()
             if not self._has_chunks_tenant(tenant_id):
                 return []
             collection = self.client.collections.use(self.name).with_tenant(tenant_id)
-            response = collection.query.near_vector(
-                vector,
-                limit=limit * _SEARCH_OVERFETCH,
-                return_metadata=MetadataQuery(distance=True),
-            )
-        found = [(o.properties, o.metadata.distance) for o in response.objects]
+            fetch = limit * _SEARCH_OVERFETCH  # room for objects of versions no longer shown
+            if mode == "vector" and vector is not None:  # (checked above)
+                response = collection.query.near_vector(
+                    vector, limit=fetch, return_metadata=MetadataQuery(distance=True)
+                )
+            elif mode == "keyword":
+                response = collection.query.bm25(
+                    text or "",
+                    query_properties=_SEARCHED_TEXT,
+                    limit=fetch,
+                    return_metadata=MetadataQuery(score=True),
+                )
+            else:
+                response = collection.query.hybrid(
+                    text or "",
+                    vector=vector,
+                    alpha=alpha,
+                    query_properties=_SEARCHED_TEXT,
+                    fusion_type=HybridFusion.RELATIVE_SCORE,
+                    limit=fetch,
+                    return_metadata=MetadataQuery(score=True),
+                )
+        found = [(o.properties, o.metadata) for o in response.objects]
         current = self.current_versions(tenant_id, {str(p["document_id"]) for p, _ in found})
         hits = [
-            replace(_hit(props, distance), version=entry.version)  # the document's version
-            for props, distance in found
+            replace(
+                _hit(props, meta.distance, meta.score),
+                version=entry.version,  # the document's version, not the object's first
+            )
+            for props, meta in found
             if (entry := current.get(str(props["document_id"]))) is not None
             and entry.shows(str(props.get("version")), strings(props.get("dropped_by")))
         ]
@@ -548,7 +595,7 @@ def _chunk_object(batch: VectorBatch, chunk: EmbeddedChunk, metadata: str) -> An
     )
 
 
-def _hit(props: Mapping[str, Any], distance: float | None) -> Hit:
+def _hit(props: Mapping[str, Any], distance: float | None, score: float | None) -> Hit:
     return Hit(
         document_id=str(props.get("document_id", "")),
         version=str(props.get("version", "")),
@@ -559,6 +606,7 @@ def _hit(props: Mapping[str, Any], distance: float | None) -> Hit:
         filename=str(props.get("filename") or "") or None,
         start_s=_seconds(props.get("start_s")),
         end_s=_seconds(props.get("end_s")),
+        score=score if distance is None else 1 - distance,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -102,31 +103,62 @@ def delete_command(
     console.print(f"delete requested for {request.tenant_id}/{request.document_id}")
 
 
+class SearchModeChoice(StrEnum):
+    hybrid = "hybrid"
+    vector = "vector"
+    keyword = "keyword"
+
+
 @app.command("search")
 @clear_errors
 def search_command(
     query: Annotated[str, typer.Argument()],
     tenant: Annotated[str, typer.Option("--tenant", "-t")],
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100)] = 5,
+    mode: Annotated[
+        SearchModeChoice | None,
+        typer.Option(
+            "--mode",
+            help="hybrid: words and meaning; vector: meaning only; keyword: exact words only "
+            "(default: SEARCH_MODE, hybrid).",
+        ),
+    ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option(
+            "--alpha", min=0.0, max=1.0, help="Hybrid's vector weight (default: SEARCH_ALPHA)."
+        ),
+    ] = None,
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Embed the query with the configured embedder and print the nearest chunks."""
-    from streams.adapters.embedders import make_embedder
+    """Search a tenant's current documents; keyword mode needs no embedding model."""
     from streams.adapters.weaviate_store import ChunkIndex
 
     settings = Settings()
-    vector = make_embedder(settings).embed([query])[0].tolist()
+    chosen = mode.value if mode else settings.search_mode
+    vector = None
+    if chosen != "keyword":
+        from streams.adapters.embedders import make_embedder
+
+        vector = make_embedder(settings).embed([query])[0].tolist()
     index = ChunkIndex(settings)
     try:
-        hits = index.search(tenant, vector, limit)
+        hits = index.search(
+            tenant,
+            vector,
+            limit,
+            text=query,
+            mode=chosen,
+            alpha=settings.search_alpha if alpha is None else alpha,
+        )
     finally:
         index.close()
     if json:
         typer.echo(orjson.dumps([h.__dict__ for h in hits]).decode())
         return
-    table = Table("score", "document", "pages / time", "text")
+    table = Table("score", "document", "pages / time", "text", title=f"{chosen} search")
     for h in hits:
-        score = "" if h.distance is None else f"{1 - h.distance:.3f}"
+        score = "" if h.score is None else f"{h.score:.3f}"
         if h.start_s is not None and h.end_s is not None:  # a recording: its time range
             pages = f"{_clock(h.start_s)}\N{EN DASH}{_clock(h.end_s)}"
         elif h.page_start == h.page_end:

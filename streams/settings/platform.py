@@ -135,6 +135,18 @@ class IndexSettings(Section):
         description="Objects per Weaviate insert request (index and embedding cache): bounds "
         "the client's copies of a large window's objects.",
     )
+    search_mode: Literal["hybrid", "vector", "keyword"] = Field(
+        default="hybrid",
+        description="`docstreams search` default: hybrid (BM25 on the text fused with the "
+        "vector search), vector (meaning only) or keyword (BM25 only: exact words, no model).",
+    )
+    search_alpha: float = Field(
+        default=0.25,
+        ge=0.0,
+        le=1.0,
+        description="Hybrid search's weight of the vector side (1: vector only, 0: keyword "
+        "only); 0.25 found most in bench/retrieval.py (docs/benchmarks.md).",
+    )
 
     @property
     def weaviate_url(self) -> str:
