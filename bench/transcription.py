@@ -1,8 +1,13 @@
-"""Transcription: the local transcriber's word error rate on generated speech, and the extract
-stage's memory and speed on a 1-hour recording.
+"""Transcription: the local transcriber's word error rate on generated and real speech, and the
+extract stage's memory and speed on a 1-hour recording.
 
-- wer: each sentence spoken by espeak-ng (the voice the tests use), transcribed by PocketSphinx
-  (TRANSCRIBER=local), word error rate = word-level edit distance / reference words.
+- wer: the local transcriber (TRANSCRIBER=local, on one thread) on (1) twelve sentences spoken
+  by espeak-ng (the voice the tests use), (2) the same sentences by Festival (its kal_diphone
+  voice; Debian packages festival, festvox-kallpc16k), (3) real speech: the opening of "A Tale
+  of Two Cities" read by Pete Warden (CC0), shipped as a test asset in the moonshine-voice 0.1.5
+  wheel on PyPI (fetched with pip download, not installed). Word error rate = word-level edit
+  distance / reference words, after lower-casing and dropping punctuation (a number written as
+  digits counts as wrong against its words).
 - hour: a 60-minute WAV (a sentence every minute) extracted window by window (MEDIA_WINDOW_S,
   default 600 s) by the real extract stage in this process; its peak RSS and the peak RSS of
   the ffmpeg child, sampled from /proc every 0.1 s, and the real-time factor.
@@ -20,10 +25,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +40,11 @@ import orjson
 import psutil
 
 from bench.processes import Memory
-from docstreams_dev.media import recording
+from bench.run import CACHE
+from docstreams_dev.media import recording, speech
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.media import extract_audio
-from streams.adapters.transcribers import LocalSphinx
+from streams.adapters.transcribers import LocalWhisper
 from streams.download import plan_windows
 from streams.extract import Extract
 from streams.messages import ExtractTask
@@ -72,19 +80,72 @@ def edit_distance(reference: list[str], hypothesis: list[str]) -> int:
     return previous[-1]
 
 
+TWO_CITIES = (
+    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the "
+    "age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the "
+    "season of Light, it was the season of Darkness, it was the spring of hope, it was the "
+    "winter of despair, we had everything before us, we had nothing before us, we were all "
+    "going direct to Heaven, we were all going direct the other way - in short, the period was "
+    "so far like the present period, that some of its noisiest authorities insisted on its being "
+    "received, for good or for evil, in the superlative degree of comparison only."
+)
+REAL_SPEECH_WHEEL = "moonshine-voice==0.1.5"
+REAL_SPEECH_FILE = "moonshine_voice/assets/two_cities.wav"
+
+
+def festival(text: str, out: Path) -> Path:
+    subprocess.run(["text2wave", "-o", str(out)], input=text.encode(), check=True,
+                   capture_output=True)  # fmt: skip
+    return out
+
+
+def real_speech(folder: Path) -> Path:
+    """The reading from the moonshine-voice wheel (cached; the wheel is never installed)."""
+    cached = CACHE / "speech" / "two_cities.wav"
+    if not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d",
+                        str(folder), REAL_SPEECH_WHEEL], check=True)  # fmt: skip
+        (wheel,) = folder.glob("moonshine_voice-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            cached.write_bytes(archive.read(REAL_SPEECH_FILE))
+    return cached
+
+
+def score(transcriber: LocalWhisper, source: Path, said: str, folder: Path) -> dict[str, Any]:
+    pcm = extract_audio(source, 0.0, 3600.0, folder / f"{source.stem}.pcm", 600.0)
+    seconds = len(pcm.read_bytes()) / 32000
+    began = time.monotonic()
+    heard = " ".join(w.text for u in transcriber.transcribe(pcm, 0.0) for w in u)
+    spent = time.monotonic() - began
+    return {"errors": edit_distance(words(said), words(heard)), "words": len(words(said)),
+            "audio_s": seconds, "seconds": spent, "heard": heard}  # fmt: skip
+
+
 def word_error_rate(folder: Path) -> dict[str, Any]:
-    transcriber = LocalSphinx()
-    errors = total = 0
-    samples = []
-    for i, sentence in enumerate(SENTENCES):
-        source = recording(folder / f"s{i}.wav", 12.0, {1.0: sentence})
-        pcm = extract_audio(source, 0.0, 12.0, folder / f"s{i}.pcm", 60.0)
-        heard = " ".join(w.text for u in transcriber.transcribe(pcm, 0.0) for w in u)
-        errors += edit_distance(words(sentence), words(heard))
-        total += len(words(sentence))
-        samples.append({"said": sentence, "heard": heard})
-    return {"sentences": len(SENTENCES), "reference_words": total, "errors": errors,
-            "wer": round(errors / total, 3), "samples": samples[:3]}  # fmt: skip
+    transcriber = LocalWhisper(Settings(transcribe_threads=1))
+    voices = {"espeak-ng": speech, "festival": festival}
+    result: dict[str, Any] = {}
+    for voice, speak in voices.items():
+        rows = []
+        for i, sentence in enumerate(SENTENCES):
+            spoken = speak(sentence, folder / f"{voice}-{i}-speech.wav")
+            rows.append(score(transcriber, spoken, sentence, folder))
+        result[voice] = _summary(rows, [(SENTENCES[i], r["heard"]) for i, r in enumerate(rows)])
+    real = score(transcriber, real_speech(folder), TWO_CITIES, folder)
+    result["real speech (two_cities.wav, moonshine-voice 0.1.5)"] = _summary(
+        [real], [(TWO_CITIES, real["heard"])]
+    )
+    return result
+
+
+def _summary(rows: list[dict[str, Any]], pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    errors, total = sum(r["errors"] for r in rows), sum(r["words"] for r in rows)
+    audio, spent = sum(r["audio_s"] for r in rows), sum(r["seconds"] for r in rows)
+    return {"utterances": len(rows), "reference_words": total, "errors": errors,
+            "wer": round(errors / total, 3), "audio_s": round(audio, 1),
+            "real_time_factor_one_thread": round(spent / audio, 3),
+            "samples": [{"said": s, "heard": h} for s, h in pairs[:2]]}  # fmt: skip
 
 
 class PeakRss:
@@ -120,7 +181,7 @@ def hour(folder: Path, minutes: int) -> dict[str, Any]:
     source = recording(folder / "hour.wav", total,
                        {float(t): SENTENCES[t // 60 % len(SENTENCES)]
                         for t in range(30, int(total), 60)})  # fmt: skip
-    settings = Settings(blob_dir=folder / "blobs")
+    settings = Settings(blob_dir=folder / "blobs", transcribe_threads=1)  # one core
     store = LocalBlobStore(settings.blob_dir)
     partial = store.partial("bench", "hour")
     partial.data.write_bytes(source.read_bytes())
@@ -163,7 +224,10 @@ def pipeline(folder: Path, minutes: int) -> dict[str, Any]:
                        {float(t): SENTENCES[t // 60 % len(SENTENCES)]
                         for t in range(30, int(total), 60)})  # fmt: skip
     settings = private_stack_settings(
-        folder / "stack", blob_dir=folder / "pipeline-blobs", local_source_roots=[folder]
+        folder / "stack",
+        blob_dir=folder / "pipeline-blobs",
+        local_source_roots=[folder],
+        transcribe_threads=1,
     )
     stack = Stack(settings)
     stack.up()

