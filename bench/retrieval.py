@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 
 from bench.run import CACHE
+from bench.transcription import ensure_festival
 from docstreams_dev.apps import running_apps
 from docstreams_dev.stack import Stack
 from docstreams_dev.stack.ports import private_stack_settings
@@ -281,6 +282,7 @@ def recordings_corpus(
     settings: Settings, folder: Path, texts: dict[str, list[str]], count: int, seed: int
 ) -> dict[str, Any]:
     pool = [s for s in draw(texts, 10 * count, seed + 1) if len(s.text.split()) <= 25]
+    ensure_festival()
     recording, placed = spoken_recording(folder, pool[:count])
     seconds = ingest_all(settings, {"spoken": recording})
     result = measure(settings, {"spoken": [(s.text, s) for s in placed]})

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -93,6 +95,16 @@ REAL_SPEECH_WHEEL = "moonshine-voice==0.1.5"
 REAL_SPEECH_FILE = "moonshine_voice/assets/two_cities.wav"
 
 
+def ensure_festival() -> None:
+    """Festival and its kal_diphone voice (Debian), installed when missing."""
+    if shutil.which("text2wave") is None:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                        "festival", "festvox-kallpc16k"], check=True, env=env)  # fmt: skip
+
+
 def festival(text: str, out: Path) -> Path:
     subprocess.run(["text2wave", "-o", str(out)], input=text.encode(), check=True,
                    capture_output=True)  # fmt: skip
@@ -123,6 +135,7 @@ def score(transcriber: LocalWhisper, source: Path, said: str, folder: Path) -> d
 
 
 def word_error_rate(folder: Path) -> dict[str, Any]:
+    ensure_festival()
     transcriber = LocalWhisper(Settings(transcribe_threads=1))
     voices = {"espeak-ng": speech, "festival": festival}
     result: dict[str, Any] = {}

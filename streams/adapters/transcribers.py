@@ -157,7 +157,7 @@ class LocalWhisper:
             at = offset_s + first / SAMPLE_RATE
             for segment in segments:  # decoded lazily, one 30 s piece at a time
                 words = [
-                    Word(w.word.strip(), round(at + w.start, 2), round(at + w.end, 2))
+                    Word(w.word.strip(), round(at + float(w.start), 2), round(at + float(w.end), 2))
                     for w in segment.words or ()
                     if w.word.strip()
                 ]
