@@ -57,6 +57,9 @@ from streams.progress import follow_all
 from streams.settings import Settings
 
 TENANT = "retrieval"
+# The spoken sentences are the manuals' own: asked in the manuals' tenant, the PDFs' pages would
+# answer them before the recording. So the recording has a tenant of its own.
+SPOKEN_TENANT = "retrieval-spoken"
 CORPUS = CACHE / "retrieval"
 PACKAGES = {  # Debian package: the PDFs of it that make the corpus
     "gnuplot-doc": ["usr/share/doc/gnuplot/gnuplot.pdf"],
@@ -151,14 +154,14 @@ def thinned(text: str) -> str:
 
 
 # --- measuring -------------------------------------------------------------------------------
-def ranks(index: ChunkIndex, embedder: Embedder, queries: list[tuple[str, Sentence]],
+def ranks(index: ChunkIndex, embedder: Embedder, tenant: str, queries: list[tuple[str, Sentence]],
           mode: SearchMode, alpha: float, limit: int = 5) -> list[int | None]:  # fmt: skip
     """The rank (1-based) of the first right hit for each query, None when not in the top."""
     vectors = embedder.embed([q for q, _ in queries]) if mode != "keyword" else None
     found: list[int | None] = []
     for i, (query, sentence) in enumerate(queries):
         vector = None if vectors is None else [float(x) for x in vectors[i]]
-        hits = index.search(TENANT, vector, limit, text=query, mode=mode, alpha=alpha)
+        hits = index.search(tenant, vector, limit, text=query, mode=mode, alpha=alpha)
         found.append(next((n for n, h in enumerate(hits, 1) if right(h, sentence)), None))
     return found
 
@@ -184,7 +187,9 @@ def modes() -> list[tuple[str, SearchMode, float]]:
             *((f"hybrid@{a}", "hybrid", a) for a in ALPHAS)]  # fmt: skip
 
 
-def measure(settings: Settings, queries: dict[str, list[tuple[str, Sentence]]]) -> dict[str, Any]:
+def measure(
+    settings: Settings, tenant: str, queries: dict[str, list[tuple[str, Sentence]]]
+) -> dict[str, Any]:
     embedder = make_embedder(settings)
     index = ChunkIndex(settings)
     table: dict[str, dict[str, Any]] = {}
@@ -193,7 +198,7 @@ def measure(settings: Settings, queries: dict[str, list[tuple[str, Sentence]]]) 
         for label, mode, alpha in modes():
             row: dict[str, Any] = {}
             for kind, asked in queries.items():
-                found = ranks(index, embedder, asked, mode, alpha)
+                found = ranks(index, embedder, tenant, asked, mode, alpha)
                 row[kind] = {"recall_at_1": recall(found, 1), "recall_at_5": recall(found, 5)}
                 if label == f"hybrid@{settings.search_alpha}":
                     misses[kind] = [{"query": q, "document": s.document_id, "page": s.page}
@@ -205,11 +210,11 @@ def measure(settings: Settings, queries: dict[str, list[tuple[str, Sentence]]]) 
     return {"modes": table, "default_alpha": settings.search_alpha, "hybrid_misses": misses}
 
 
-def ingest_all(settings: Settings, files: dict[str, Path]) -> float:
+def ingest_all(settings: Settings, tenant: str, files: dict[str, Path]) -> float:
     began = time.monotonic()
-    submitted = {doc: submit(settings, str(path), TENANT, doc).submitted_at
+    submitted = {doc: submit(settings, str(path), tenant, doc).submitted_at
                  for doc, path in files.items()}  # fmt: skip
-    for document_id, progress in follow_all(settings, TENANT, submitted, 3600).items():
+    for document_id, progress in follow_all(settings, tenant, submitted, 3600).items():
         if progress.completed is None:
             raise RuntimeError(f"{document_id} did not complete: {progress.failure}")
     return time.monotonic() - began
@@ -219,12 +224,12 @@ def documents_corpus(
     settings: Settings, pdfs: dict[str, Path], texts: dict[str, list[str]], count: int, seed: int
 ) -> dict[str, Any]:
     drawn = draw(texts, count, seed)
-    seconds = ingest_all(settings, pdfs)
+    seconds = ingest_all(settings, TENANT, pdfs)
     queries = {
         "exact": [(s.text, s) for s in drawn],
         "thinned": [(thinned(s.text), s) for s in drawn],
     }
-    result = measure(settings, queries)
+    result = measure(settings, TENANT, queries)
     best = result["modes"][f"hybrid@{settings.search_alpha}"]
     return {
         "corpus": "documents",
@@ -284,8 +289,8 @@ def recordings_corpus(
     pool = [s for s in draw(texts, 10 * count, seed + 1) if len(s.text.split()) <= 25]
     ensure_festival()
     recording, placed = spoken_recording(folder, pool[:count])
-    seconds = ingest_all(settings, {"spoken": recording})
-    result = measure(settings, {"spoken": [(s.text, s) for s in placed]})
+    seconds = ingest_all(settings, SPOKEN_TENANT, {"spoken": recording})
+    result = measure(settings, SPOKEN_TENANT, {"spoken": [(s.text, s) for s in placed]})
     best = result["modes"][f"hybrid@{settings.search_alpha}"]
     return {
         "corpus": "recordings",
