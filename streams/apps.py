@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from streams.health import serve
-from streams.pipeline import STAGE_SPECS, Stage
+from streams.pipeline import APPS, STAGE_SPECS, Stage
 from streams.runner import Runner
 from streams.settings import Settings
 from streams.supervisor import ChildSpec, Supervisor
@@ -37,20 +37,80 @@ def run_stage(name: str, settings: Settings) -> None:
     runner.run()
 
 
-def run_all(settings: Settings, names: list[str], replicas: dict[str, int] | None = None) -> int:
+def run_all(
+    settings: Settings,
+    names: list[str],
+    replicas: dict[str, int] | None = None,
+    autoscale: bool = False,
+) -> int:
     """Every stage as its own process (as in production); a crashed one is restarted.
 
     ``replicas`` runs more than one process of a stage (``extract-2``, ...), as a Deployment's
-    replicas would: they share its consumer group and split its partitions.
+    replicas would: they share its consumer group and split its partitions. ``autoscale`` sets
+    each stage's process count from its lag, by KEDA's rule (streams/autoscale.py).
     """
-    supervisor = Supervisor(app_processes(settings, names, replicas or {}))
+    # Replicas that may be scaled in join as dynamic members (see StageProcesses).
+    static = None if autoscale else True
+    supervisor = Supervisor(app_processes(settings, names, replicas or {}, static=static))
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     supervisor.start_all()
+    if autoscale:
+        from streams.autoscale import Autoscaler, kafka_lag_reader
+
+        autoscaler = Autoscaler(
+            StageProcesses(supervisor, settings),
+            kafka_lag_reader(settings),
+            settings.autoscale_max_replicas,
+            settings.autoscale_time_factor,
+            [n for n in names if n in STAGE_SPECS],
+        )
+        threading.Thread(target=autoscaler.run, args=(stopping,), daemon=True).start()
     crash_loop = not supervisor.supervise(stopping)
     code = supervisor.stop_all(_STOP_TIMEOUT_S)
     return 1 if crash_loop else code
+
+
+class StageProcesses:
+    """A supervisor's processes of each stage, scaled as the HPA scales a Deployment's pods.
+
+    A new replica takes the lowest free number; scale-in retires the highest. Replicas after the
+    first join their group as dynamic members, so one scaled in hands its partitions over at once
+    (a static member's would wait out the session timeout)."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        settings: Settings,
+        environment: Mapping[str, str] | None = None,
+        customize: Callable[[ChildSpec], ChildSpec] = lambda spec: spec,
+    ) -> None:
+        self.supervisor = supervisor
+        self.settings = settings
+        self.environment = environment
+        self.customize = customize  # e.g. a log file per process (the chaos run)
+
+    def _numbers(self, stage: str, names: list[str]) -> dict[int, str]:
+        found = {}
+        for name in names:
+            app, _, number = name.partition("-")
+            if app == stage:
+                found[int(number or 1)] = name
+        return found
+
+    def count(self, stage: str) -> int:
+        return len(self._numbers(stage, self.supervisor.members()))
+
+    def scale(self, stage: str, replicas: int) -> None:
+        members = self._numbers(stage, self.supervisor.members())
+        taken = self._numbers(stage, list(self.supervisor.children))  # retiring ones too
+        for number in sorted(members, reverse=True)[: max(0, len(members) - replicas)]:
+            self.supervisor.retire(members[number])
+        free = (n for n in range(1, 10**6) if n not in taken)
+        for _ in range(replicas - len(members)):
+            spec = replica_spec(self.settings, stage, next(free), self.environment)
+            self.supervisor.add(self.customize(spec))
 
 
 def app_processes(
@@ -58,24 +118,36 @@ def app_processes(
     names: list[str],
     replicas: dict[str, int],
     environment: Mapping[str, str] | None = None,
+    static: bool | None = True,
 ) -> list[ChildSpec]:
-    """`docstreams run <app>` per process, named ``extract``, ``extract-2``, ...
+    """`docstreams run <app>` per process, named ``extract``, ``extract-2``, ... (replica_spec)"""
+    return [
+        replica_spec(settings, name, number, environment, static)
+        for name in names
+        for number in range(1, replicas.get(name, 1) + 1)
+    ]
+
+
+def replica_spec(
+    settings: Settings,
+    app: str,
+    number: int,
+    environment: Mapping[str, str] | None = None,
+    static: bool | None = None,
+) -> ChildSpec:
+    """Process ``number`` of an app: ``extract``, ``extract-2``, ...
 
     Each gets a stable instance id, so a restarted child fences its predecessor's open
-    transaction at once instead of stalling downstream consumers until it times out.
-    ``environment`` replaces ours as the base of each child's.
+    transaction at once instead of stalling downstream consumers until it times out; ``static``
+    (default: only the first) also makes it a static group member. Its endpoints, with
+    METRICS_PORT set, are at that port + the app's place in APPS (+ len(APPS) per replica after
+    the first). ``environment`` replaces ours as the base of the child's.
     """
-    names_and_apps = [
-        (name if n == 1 else f"{name}-{n}", name)
-        for name in names
-        for n in range(1, replicas.get(name, 1) + 1)
-    ]
+    replica = "" if number == 1 else f"-{number}"
     instance = settings.instance_id or "local"
-    specs = []
-    for index, (name, app) in enumerate(names_and_apps):
-        replica = name.removeprefix(app)  # "" or "-2", ...
-        env = {**(environment or os.environ), "DOCSTREAMS_INSTANCE_ID": f"{instance}{replica}"}
-        if settings.metrics_port:
-            env["DOCSTREAMS_METRICS_PORT"] = str(settings.metrics_port + index)
-        specs.append(ChildSpec(name, [sys.executable, "-m", "streams", "run", app], env))
-    return specs
+    env = {**(environment or os.environ), "DOCSTREAMS_INSTANCE_ID": f"{instance}{replica}"}
+    env["DOCSTREAMS_STATIC_MEMBERSHIP"] = str(number == 1 if static is None else static).lower()
+    if settings.metrics_port:
+        port = settings.metrics_port + APPS.index(app) + len(APPS) * (number - 1)
+        env["DOCSTREAMS_METRICS_PORT"] = str(port)
+    return ChildSpec(f"{app}{replica}", [sys.executable, "-m", "streams", "run", app], env)

@@ -96,6 +96,24 @@ TOPIC_SPECS: dict[str, TopicSpec] = {t.key: t for t in TOPICS}
 
 # --- stages ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class ScalePolicy:
+    """How a stage's replica count follows its consumer lag: its KEDA ScaledObject in k8s/base
+    (tests/test_deploy_files.py holds the two equal) and `run all --autoscale`."""
+
+    lag_threshold: int  # records of lag one replica is meant to carry (lagThreshold)
+    max_replicas: int  # maxReplicaCount (no more than the input topic's partitions are used)
+    min_replicas: int = 1  # minReplicaCount
+    activation_lag_threshold: int = 0  # active (scaled from zero) above this lag
+    polling_interval_s: float = 15.0  # pollingInterval
+    cooldown_s: float = 300.0  # cooldownPeriod: calm time before scaling to zero (min 0 only)
+    # The HPA's scaleDown behaviour: the highest recommendation of the window is followed, and
+    # at most `scale_down_pods` replicas go per `scale_down_period_s` (each is a rebalance).
+    scale_down_window_s: float = 300.0
+    scale_down_pods: int = 1
+    scale_down_period_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class StageSpec:
     """Where a stage sits in the flow."""
 
@@ -107,20 +125,26 @@ class StageSpec:
     outputs: tuple[str, ...]  # the topics its handler writes (dead letters go to dlq besides)
     phase: str  # the document's phase while this stage has windows left (status.Phase)
     per_window: bool  # it reports each window done (WindowExtracted, ...)
+    scaling: ScalePolicy
 
 
 # fmt: off
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("download", "streams.download", IngestRequest, "ingest", ingest_from_wire,
-              outputs=("extract-tasks", "events"), phase="queued", per_window=False),
+              outputs=("extract-tasks", "events"), phase="queued", per_window=False,
+              scaling=ScalePolicy(lag_threshold=4, max_replicas=6)),
     StageSpec("extract", "streams.extract", ExtractTask, "extract-tasks", ExtractTask.from_wire,
-              outputs=("pages", "events"), phase="extracting", per_window=True),
+              outputs=("pages", "events"), phase="extracting", per_window=True,
+              scaling=ScalePolicy(lag_threshold=24, max_replicas=12)),
     StageSpec("chunk", "streams.chunk", PageBatch, "pages", PageBatch.from_wire,
-              outputs=("chunks", "events"), phase="chunking", per_window=True),
+              outputs=("chunks", "events"), phase="chunking", per_window=True,
+              scaling=ScalePolicy(lag_threshold=48, max_replicas=12)),
     StageSpec("embed", "streams.embed", ChunkBatch, "chunks", ChunkBatch.from_wire,
-              outputs=("vectors", "events"), phase="embedding", per_window=True),
+              outputs=("vectors", "events"), phase="embedding", per_window=True,
+              scaling=ScalePolicy(lag_threshold=12, max_replicas=12)),
     StageSpec("index", "streams.index", VectorBatch, "vectors", VectorBatch.from_wire,
-              outputs=("events",), phase="indexing", per_window=True),
+              outputs=("events",), phase="indexing", per_window=True,
+              scaling=ScalePolicy(lag_threshold=48, max_replicas=12)),
 )
 # fmt: on
 STAGE_SPECS: dict[str, StageSpec] = {s.name: s for s in STAGES}

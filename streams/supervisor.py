@@ -52,6 +52,7 @@ class Supervisor:
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.crashes: Counter[str] = Counter()  # exits on their own, each followed by a restart
         self._held: set[str] = set()  # stopped on purpose: not restarted until `release`
+        self._retiring: set[str] = set()  # scaled in: draining, then forgotten
         self._started: dict[str, float] = {}
         self._quick_exits: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -73,8 +74,30 @@ class Supervisor:
         self.children[name] = child
         self._started[name] = time.monotonic()
 
+    def add(self, spec: ChildSpec) -> None:
+        """Start one more child (a replica scaled out)."""
+        with self._lock:
+            self.specs[spec.name] = spec
+            self._spawn(spec.name)
+
+    def retire(self, name: str) -> None:
+        """SIGTERM one child for good (a replica scaled in): it finishes its batch, commits and
+        exits; it is not restarted, and is forgotten once it has exited."""
+        with self._lock:
+            self._held.add(name)
+            self._retiring.add(name)
+            if self.children[name].poll() is None:
+                self.children[name].send_signal(signal.SIGTERM)
+
+    def members(self) -> list[str]:
+        """The children that are not scaled in (one held down by a chaos kill counts, as a
+        restarting pod counts in its Deployment's replicas)."""
+        with self._lock:
+            return [name for name in self.children if name not in self._retiring]
+
     def restart_exited(self) -> None:
         """Restart every child that exited on its own; raises CrashLoop for a crash loop."""
+        self._forget_retired()
         for name, child in list(self.children.items()):
             with self._lock:
                 if name in self._held or child.poll() is None:
@@ -85,6 +108,16 @@ class Supervisor:
                 if name not in self._held:
                     self.crashes[name] += 1
                     self._spawn(name)
+
+    def _forget_retired(self) -> None:
+        with self._lock:
+            for name in [n for n in self._retiring if self.children[n].poll() is not None]:
+                code = self.children[name].returncode
+                if code != 0:
+                    log.warning("%s (scaled in) exited with %s", name, code)
+                del self.children[name], self.specs[name]
+                self._retiring.discard(name)
+                self._held.discard(name)
 
     def _count_exit(self, name: str, code: int | None) -> None:
         policy = self.policy

@@ -25,16 +25,19 @@ def running_apps(
     output: Path | None = None,
     replicas: dict[str, int] | None = None,
     environment: dict[str, str] | None = None,
+    autoscale: bool = False,
 ) -> Iterator[psutil.Process]:
     """Create the topics, start `run all`; yields the supervisor; SIGTERM and wait at the end.
     With ``output``, every app's stdout and stderr go to that file; ``replicas``: processes per
-    stage (`--replicas extract=2`); ``environment``: more variables for every app."""
+    stage (`--replicas extract=2`); ``environment``: more variables for every app; ``autoscale``:
+    `--autoscale`."""
     create_topics(admin_client(settings), settings)
     env = {**os.environ, **as_environment(settings), **(environment or {})}
     sink = output.open("ab") if output else None
     child = subprocess.Popen(
         [sys.executable, "-m", "streams", "run", "all",
-         *(f"--replicas={name}={n}" for name, n in (replicas or {}).items())],
+         *(f"--replicas={name}={n}" for name, n in (replicas or {}).items()),
+         *(["--autoscale"] if autoscale else [])],
         env=env, cwd=CHECKOUT, stdout=sink, stderr=subprocess.STDOUT if sink else None,
     )  # fmt: skip
     try:

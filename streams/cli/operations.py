@@ -25,6 +25,13 @@ def run_command(
         list[str] | None,
         typer.Option(help="With `all`: processes of a stage, as STAGE=N (e.g. extract=2)."),
     ] = None,
+    autoscale: Annotated[
+        bool,
+        typer.Option(
+            help="With `all`: each stage's processes follow its lag, by the rule and "
+            "numbers of its KEDA ScaledObject (AUTOSCALE_* settings)."
+        ),
+    ] = False,
 ) -> None:
     """Run one app in this process, or every app as its own process (`all`)."""
     from streams.apps import STAGES, run_all, run_stage
@@ -33,7 +40,7 @@ def run_command(
 
     settings = Settings()
     if stage == "all":
-        raise typer.Exit(run_all(settings, list(APPS), _replicas(replicas or [])))
+        raise typer.Exit(run_all(settings, list(APPS), _replicas(replicas or []), autoscale))
     tune_allocator()
     if stage == "tracker":
         # Imported here only: faust, aiokafka and the Weaviate client (~60 MB) are the

@@ -28,8 +28,8 @@ def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
         # cut at batch_max_seconds, so only a single record could come near this.
         "max.poll.interval.ms": int(max(600.0, settings.batch_max_seconds * 10) * 1000),
     }
-    if settings.instance_id:
-        config["group.instance.id"] = settings.instance_id  # static membership
+    if settings.instance_id and settings.static_membership:
+        config["group.instance.id"] = settings.instance_id
     return config
 
 

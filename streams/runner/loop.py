@@ -73,7 +73,9 @@ class Runner(Generic[In]):
         with ExitStack() as resources:
             config = consumer_config(self.settings, self.group_id)
             self.consumer: Consumer = self._consumer_factory(config)
-            resources.callback(self.consumer.close)  # leaves the group: a fast rebalance
+            # A dynamic member leaves the group here (a fast rebalance); a static one stays a member
+            # until its session times out (KIP-345).
+            resources.callback(self.consumer.close)
             config = transactional_producer_config(self.settings, self.transactional_id)
             producer: Producer = self._producer_factory(config)
             resources.callback(producer.flush, 10)

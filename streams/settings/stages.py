@@ -47,7 +47,8 @@ class RunnerSettings(Section):
     metrics_port: Port | None = Field(
         default=None,
         description="Port of each app's /metrics, /healthz and /readyz; unset: not served. "
-        "`run all` gives its stages this port + 0..4.",
+        "`run all` gives each app this port + its place in download, extract, chunk, embed, "
+        "index, tracker (0..5), + 6 per replica after a stage's first.",
     )
     metrics_host: str = Field(
         default="127.0.0.1", description="Address the endpoints bind (0.0.0.0 in a pod)."
@@ -57,6 +58,25 @@ class RunnerSettings(Section):
         pattern=r"^[A-Za-z0-9._-]{1,100}$",
         description="Stable id of this replica (e.g. the pod name): enables static group "
         "membership and a stable transactional.id; unset means host-pid.",
+    )
+    static_membership: bool = Field(
+        default=True,
+        description="With INSTANCE_ID: join the consumer group as a static member, so a restart "
+        "within the session timeout moves no partitions. A static member never leaves the group "
+        "on stop (its partitions wait out the session timeout): replicas that are scaled in for "
+        "good run with false.",
+    )
+    autoscale_max_replicas: dict[str, int] = Field(
+        default_factory=dict,
+        description="`run all --autoscale`: most processes of a stage (JSON, e.g. "
+        '{"embed": 3}), below the maxReplicaCount its ScaledObject gives a cluster.',
+    )
+    autoscale_time_factor: float = Field(
+        default=1.0,
+        gt=0,
+        le=10,
+        description="`run all --autoscale`: multiplies the polling interval, scale-down "
+        "window and periods of the KEDA/HPA rule (below 1 for demos and tests).",
     )
 
 
