@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from streams.health import serve
-from streams.pipeline import APPS, STAGE_SPECS, Stage
+from streams.pipeline import APPS, STAGE_SPECS, TRACKER_APP, Stage
 from streams.runner import Runner
 from streams.settings import Settings
 from streams.supervisor import ChildSpec, Supervisor
@@ -141,7 +141,8 @@ def replica_spec(
     transaction at once instead of stalling downstream consumers until it times out; ``static``
     (default: only the first) also makes it a static group member. Its endpoints, with
     METRICS_PORT set, are at that port + the app's place in APPS (+ len(APPS) per replica after
-    the first). ``environment`` replaces ours as the base of the child's.
+    the first); a tracker replica's status API at TRACKER_PORT + number - 1. ``environment``
+    replaces ours as the base of the child's.
     """
     replica = "" if number == 1 else f"-{number}"
     instance = settings.instance_id or "local"
@@ -150,4 +151,6 @@ def replica_spec(
     if settings.metrics_port:
         port = settings.metrics_port + APPS.index(app) + len(APPS) * (number - 1)
         env["DOCSTREAMS_METRICS_PORT"] = str(port)
+    if app == TRACKER_APP and number > 1:  # the status API of each replica, side by side
+        env["DOCSTREAMS_TRACKER_PORT"] = str(settings.tracker_port + number - 1)
     return ChildSpec(f"{app}{replica}", [sys.executable, "-m", "streams", "run", app], env)

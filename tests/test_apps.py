@@ -57,4 +57,4 @@ def test_replicas_of_a_stage_run_as_processes_of_their_own_with_their_own_instan
 def test_a_malformed_replicas_option_is_a_clear_error() -> None:
     result = CliRunner().invoke(app, ["run", "all", "--replicas", "extract=zero"])
     assert result.exit_code == 1
-    assert "expected STAGE=N" in result.stderr
+    assert "expected APP=N" in result.stderr

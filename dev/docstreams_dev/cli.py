@@ -130,6 +130,10 @@ def chaos_command(
     edit_round: Annotated[
         bool, typer.Option(help="Re-submit edited versions after the first round.")
     ] = True,
+    scale: Annotated[
+        bool, typer.Option(help="Also scale stages out (2-4 processes) and in at random moments.")
+    ] = False,
+    scale_events: Annotated[int, typer.Option(help="Scale events per round, with --scale.")] = 16,
 ) -> None:
     """Ingest a document set cleanly, then again under kills, a broker restart and a Weaviate
     outage, on a private stack; then edited versions of the documents, again cleanly and under
@@ -142,6 +146,7 @@ def chaos_command(
                      weaviate_outage_s=weaviate_outage_s, seed=seed, pages=pages,
                      timeout_s=timeout, workdir=workdir, keep_stack=keep_stack,
                      edit_round=edit_round, edit_kills=edit_kills,
+                     scale_events=scale_events if scale else 0,
                      victims=("tracker",) if tracker_kills_only else tuple(APPS))  # fmt: skip
     summary = run(plan)
     typer.echo(orjson.dumps(summary).decode())

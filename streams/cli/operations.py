@@ -23,7 +23,10 @@ def run_command(
     stage: Annotated[str, typer.Argument(help="download|extract|chunk|embed|index|tracker|all")],
     replicas: Annotated[
         list[str] | None,
-        typer.Option(help="With `all`: processes of a stage, as STAGE=N (e.g. extract=2)."),
+        typer.Option(
+            help="With `all`: processes of an app, as APP=N (e.g. extract=2; tracker=2 serves "
+            "its status API on TRACKER_PORT and the ports after it)."
+        ),
     ] = None,
     autoscale: Annotated[
         bool,
@@ -55,14 +58,14 @@ def run_command(
 
 
 def _replicas(options: list[str]) -> dict[str, int]:
-    from streams.apps import STAGES
+    from streams.pipeline import APPS
 
     counts = {}
     for option in options:
         name, _, count = option.partition("=")
-        if name not in STAGES or not count.isdigit() or int(count) < 1:
-            raise DocstreamsError(f"--replicas {option!r}: expected STAGE=N with a stage name "
-                                  f"({', '.join(STAGES)}) and N >= 1")  # fmt: skip
+        if name not in APPS or not count.isdigit() or int(count) < 1:
+            raise DocstreamsError(f"--replicas {option!r}: expected APP=N with an app name "
+                                  f"({', '.join(APPS)}) and N >= 1")  # fmt: skip
         counts[name] = int(count)
     return counts
 

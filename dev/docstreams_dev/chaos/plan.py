@@ -28,6 +28,8 @@ class ChaosPlan:
     workdir: Path | None = None
     keep_stack: bool = False
     victims: tuple[str, ...] = tuple(APPS)  # the apps the kills choose from
+    # Stages scaled out (to 2-4 processes) and back in (to 1) at random moments, per round.
+    scale_events: int = 0
     # Then edited versions of the documents are submitted (same ids), with this many kills.
     edit_round: bool = True
     edit_kills: int = 10

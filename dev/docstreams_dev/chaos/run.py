@@ -33,13 +33,13 @@ from docstreams_dev.chaos.faults import ChaosLog, chaos
 from docstreams_dev.chaos.plan import TENANT, ChaosPlan, build_documents, build_edits
 from docstreams_dev.stack import Stack
 from docstreams_dev.stack.ports import private_stack_settings
-from streams.apps import app_processes
+from streams.apps import StageProcesses, app_processes
 from streams.kafka_clients import admin_client
 from streams.pipeline import APPS
 from streams.producer import submit
 from streams.progress import DocumentProgress, follow_all
 from streams.settings import Settings, as_environment
-from streams.supervisor import RestartPolicy, Supervisor
+from streams.supervisor import ChildSpec, RestartPolicy, Supervisor
 from streams.topics import create_topics
 
 # An app that dies on its own is restarted at once, however often (as Kubernetes would): the
@@ -47,26 +47,27 @@ from streams.topics import create_topics
 _RESTART_ALWAYS = RestartPolicy(delay_s=0.0, max_quick_exits=None)
 _STOP_TIMEOUT_S = 90.0
 
-During = Callable[[Supervisor, threading.Event], AbstractContextManager[Any]]
+During = Callable[[StageProcesses, threading.Event], AbstractContextManager[Any]]
 
 
 @contextmanager
-def supervised_apps(settings: Settings, logs: Path) -> Iterator[Supervisor]:
-    """Every app as its own process under the one supervisor, each logging to ``logs``."""
+def supervised_apps(settings: Settings, logs: Path) -> Iterator[StageProcesses]:
+    """Every app as its own process under the one supervisor, each logging to ``logs``; yields
+    the supervisor's processes by stage (the scale events add and retire replicas)."""
+    settings = settings.model_copy(update={"instance_id": "chaos"})
     environment = {**os.environ, **as_environment(settings)}
-    specs = [
-        dataclasses.replace(spec, cwd=CHECKOUT, log_path=logs / f"{spec.name}.log")
-        for spec in app_processes(
-            settings.model_copy(update={"instance_id": "chaos"}), list(APPS), {}, environment
-        )
-    ]
+
+    def in_checkout(spec: ChildSpec) -> ChildSpec:
+        return dataclasses.replace(spec, cwd=CHECKOUT, log_path=logs / f"{spec.name}.log")
+
+    specs = [in_checkout(spec) for spec in app_processes(settings, list(APPS), {}, environment)]
     supervisor = Supervisor(specs, _RESTART_ALWAYS)
     stop = threading.Event()
     watcher = threading.Thread(target=supervisor.supervise, args=(stop, 1.0), daemon=True)
     supervisor.start_all()
     watcher.start()
     try:
-        yield supervisor
+        yield StageProcesses(supervisor, settings, environment, in_checkout)
     finally:
         stop.set()
         watcher.join(5)
@@ -91,12 +92,12 @@ def ingest(
         for batch, faults in ((documents, during), (edits or {}, during_edits)):
             if batch:
                 progress |= _submit_and_follow(settings, apps, batch, timeout_s, faults)
-    return progress, apps
+    return progress, apps.supervisor
 
 
 def _submit_and_follow(
     settings: Settings,
-    apps: Supervisor,
+    apps: StageProcesses,
     documents: dict[str, Path],
     timeout_s: float,
     during: During | None,
@@ -161,8 +162,8 @@ def _both_runs(plan: ChaosPlan, base: Settings, stack: Stack, workdir: Path) -> 
 
     def faults(round_plan: ChaosPlan, log: int) -> During:
         @contextmanager
-        def during(apps: Supervisor, finished: threading.Event) -> Iterator[None]:
-            with chaos(round_plan, apps, stack, rng, finished) as schedules[log]:
+        def during(apps: StageProcesses, finished: threading.Event) -> Iterator[None]:
+            with chaos(round_plan, apps.supervisor, stack, rng, finished, apps) as schedules[log]:
                 yield
 
         return during
@@ -187,6 +188,7 @@ def _both_runs(plan: ChaosPlan, base: Settings, stack: Stack, workdir: Path) -> 
         "crash_restarts": dict(apps.crashes),
         "broker_restarts": len(schedule.broker_restarts),
         "weaviate_outages_s": [round(b - a, 1) for a, b in schedule.weaviate_outages],
+        "scale_events": [list(e) for e in schedule.scales + edit_schedule.scales],
         **redone_work(chaos_settings),
         **(plan.inspect(chaos_settings) if plan.inspect else {}),
         "seed": plan.seed,
