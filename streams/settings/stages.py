@@ -151,7 +151,8 @@ class ParseSettings(Section):
         default=1536,
         ge=256,
         description="Address-space limit of the child process that transcribes recordings "
-        "(local Whisper base: ~790 MB of address space for ~430 MB resident); over it: "
+        "(local Whisper base on CTranslate2's oneDNN backend: ~1 GB of address space for "
+        "~420 MB resident, on an AVX-512 CPU too); over it: "
         "resource_limit in the DLQ.",
     )
     transcribe_threads: int = Field(
