@@ -134,6 +134,14 @@ def chaos_command(
         bool, typer.Option(help="Also scale stages out (2-4 processes) and in at random moments.")
     ] = False,
     scale_events: Annotated[int, typer.Option(help="Scale events per round, with --scale.")] = 16,
+    small_documents: Annotated[
+        int, typer.Option(help="More documents: Markdown and HTML, a few windows each.")
+    ] = 0,
+    recording_s: Annotated[
+        float, typer.Option(help="Also a recording of this many seconds (0: none).")
+    ] = 0.0,
+    replicas: Annotated[int, typer.Option(help="Processes of every app (kills hit any).")] = 1,
+    kill_gap_max_s: Annotated[float, typer.Option(help="Longest gap between two kills.")] = 4.0,
 ) -> None:
     """Ingest a document set cleanly, then again under kills, a broker restart and a Weaviate
     outage, on a private stack; then edited versions of the documents, again cleanly and under
@@ -147,6 +155,8 @@ def chaos_command(
                      timeout_s=timeout, workdir=workdir, keep_stack=keep_stack,
                      edit_round=edit_round, edit_kills=edit_kills,
                      scale_events=scale_events if scale else 0,
+                     small_documents=small_documents, recording_s=recording_s,
+                     replicas=replicas, kill_gap_s=(0.5, kill_gap_max_s),
                      victims=("tracker",) if tracker_kills_only else tuple(APPS))  # fmt: skip
     summary = run(plan)
     typer.echo(orjson.dumps(summary).decode())

@@ -113,6 +113,7 @@ def whisper_base_dir(cache_dir: Path) -> Path:
 # this when it loads (faster_whisper imports it): so here, before any import of it.
 os.environ.setdefault("CT2_USE_MKL", "0")
 
+
 class LocalWhisper:
     model = "faster-whisper-base-int8"
 

@@ -30,6 +30,12 @@ class ChaosPlan:
     victims: tuple[str, ...] = tuple(APPS)  # the apps the kills choose from
     # Stages scaled out (to 2-4 processes) and back in (to 1) at random moments, per round.
     scale_events: int = 0
+    # The size the project promises: more documents, a recording, more processes of every app
+    # (the kills aim at any of them), and the range of the gaps between kills.
+    small_documents: int = 0  # Markdown and HTML documents, a few windows each
+    recording_s: float = 0.0  # a recording with a spoken sentence every 20 s
+    replicas: int = 1
+    kill_gap_s: tuple[float, float] = (0.5, 4.0)
     # Then edited versions of the documents are submitted (same ids), with this many kills.
     edit_round: bool = True
     edit_kills: int = 10
@@ -39,10 +45,18 @@ class ChaosPlan:
     # Called with the chaos run's settings before the stack stops; its result joins the summary.
     inspect: Callable[[Settings], dict[str, Any]] | None = None
 
+    def __post_init__(self) -> None:
+        if self.scale_events and self.replicas > 1:
+            # A scale-in retires a stage's higher replicas, which the kills would then miss.
+            raise ValueError("scale events start every stage at one process: replicas must be 1")
 
-def build_documents(folder: Path, pages: int) -> dict[str, Path]:
+
+def build_documents(
+    folder: Path, pages: int, small_documents: int = 0, recording_s: float = 0.0
+) -> dict[str, Path]:
     """A PDF of ``pages`` pages assembled from the bundled sample's real pages, the sample itself,
-    and a multi-window plain text file; built in the run, never committed."""
+    and a multi-window plain text file; ``small_documents`` Markdown and HTML files and a
+    recording of ``recording_s`` seconds if asked for; built in the run, never committed."""
     folder.mkdir(parents=True, exist_ok=True)
     source = PdfReader(SAMPLE)
     writer = PdfWriter()
@@ -57,7 +71,41 @@ def build_documents(folder: Path, pages: int) -> dict[str, Path]:
     with text.open("w") as out:
         for n in range(12_000):
             out.write(f"Logbook line {n}: the pilot boat left berth {n % 40} at tide {n % 7}.\n")
-    return {"assembled": big, "handbook": SAMPLE, "logbook": text}
+    documents = {"assembled": big, "handbook": SAMPLE, "logbook": text}
+    for n in range(small_documents):
+        documents[f"note-{n}"] = _small_document(folder, n)
+    if recording_s > 0:
+        documents["briefing"] = _recording(folder, recording_s)
+    return documents
+
+
+def _small_document(folder: Path, n: int) -> Path:
+    """Markdown (even n) or HTML (odd n): 40 sections of a harbour notice, different per n."""
+    sections = [
+        (f"Notice {n}.{s}", f"Berth {(n * 7 + s) % 40} closes at tide {s % 7} for dredging of "
+         f"lane {n}-{s}; pilots report to the tower on channel {(n + s) % 16}. " * 6)
+        for s in range(40)
+    ]  # fmt: skip
+    if n % 2 == 0:
+        path = folder / f"note-{n}.md"
+        path.write_text("".join(f"## {title}\n\n{body}\n\n" for title, body in sections))
+    else:
+        path = folder / f"note-{n}.html"
+        body = "".join(f"<h2>{title}</h2><p>{text}</p>" for title, text in sections)
+        path.write_text(f"<html><head><title>Notice {n}</title></head><body>{body}</body></html>")
+    return path
+
+
+def _recording(folder: Path, seconds: float) -> Path:
+    from docstreams_dev.media import recording, require_tools
+
+    require_tools()
+    sentences = {
+        at: f"Harbour briefing number {int(at // 20)}: the pilot boat leaves berth "
+        f"{int(at // 20) % 40} at high tide."
+        for at in range(5, int(seconds) - 10, 20)
+    }
+    return recording(folder / "briefing.wav", seconds, {float(a): t for a, t in sentences.items()})
 
 
 def build_edits(folder: Path, documents: dict[str, Path]) -> dict[str, Path]:

@@ -51,16 +51,17 @@ During = Callable[[StageProcesses, threading.Event], AbstractContextManager[Any]
 
 
 @contextmanager
-def supervised_apps(settings: Settings, logs: Path) -> Iterator[StageProcesses]:
-    """Every app as its own process under the one supervisor, each logging to ``logs``; yields
-    the supervisor's processes by stage (the scale events add and retire replicas)."""
+def supervised_apps(settings: Settings, logs: Path, replicas: int = 1) -> Iterator[StageProcesses]:
+    """Every app as ``replicas`` processes under the one supervisor, each logging to ``logs``;
+    yields the supervisor's processes by stage (the scale events add and retire replicas)."""
     settings = settings.model_copy(update={"instance_id": "chaos"})
     environment = {**os.environ, **as_environment(settings)}
 
     def in_checkout(spec: ChildSpec) -> ChildSpec:
         return dataclasses.replace(spec, cwd=CHECKOUT, log_path=logs / f"{spec.name}.log")
 
-    specs = [in_checkout(spec) for spec in app_processes(settings, list(APPS), {}, environment)]
+    counts = dict.fromkeys(APPS, replicas)
+    specs = [in_checkout(s) for s in app_processes(settings, list(APPS), counts, environment)]
     supervisor = Supervisor(specs, _RESTART_ALWAYS)
     stop = threading.Event()
     watcher = threading.Thread(target=supervisor.supervise, args=(stop, 1.0), daemon=True)
@@ -82,12 +83,13 @@ def ingest(
     during: During | None = None,
     edits: dict[str, Path] | None = None,
     during_edits: During | None = None,
+    replicas: int = 1,
 ) -> tuple[dict[str, DocumentProgress], Supervisor]:
     """Submit ``documents`` and follow them to the end, ``during`` (faults) running meanwhile;
     then, with ``edits``, submit those (new versions, same document ids) the same way. The
     progress is each document's last request's."""
     create_topics(admin_client(settings), settings)
-    with supervised_apps(settings, logs) as apps:
+    with supervised_apps(settings, logs, replicas) as apps:
         progress: dict[str, DocumentProgress] = {}
         for batch, faults in ((documents, during), (edits or {}, during_edits)):
             if batch:
@@ -145,14 +147,15 @@ def run(plan: ChaosPlan) -> dict[str, Any]:
 def _both_runs(plan: ChaosPlan, base: Settings, stack: Stack, workdir: Path) -> dict[str, Any]:
     """The reference run, then the chaos run; the summary of their comparison."""
     rng = random.Random(plan.seed)  # noqa: S311 - a replayable schedule, not a secret
-    documents = build_documents(workdir / "documents", plan.pages)
+    documents = build_documents(
+        workdir / "documents", plan.pages, plan.small_documents, plan.recording_s
+    )
     edits = build_edits(workdir / "edited", documents) if plan.edit_round else None
     reference_settings = base.model_copy(
         update={"topic_prefix": "reference.", "weaviate_collection": "ReferenceChunk"}
     )
-    reference, _ = ingest(
-        reference_settings, documents, plan.timeout_s, workdir / "logs-ref", edits=edits
-    )
+    reference, _ = ingest(reference_settings, documents, plan.timeout_s, workdir / "logs-ref",
+                          edits=edits, replicas=plan.replicas)  # fmt: skip
     _require_completed(reference, "reference run")
     chaos_settings = base.model_copy(
         update={"topic_prefix": "chaos.", "weaviate_collection": "ChaosChunk",
@@ -173,12 +176,13 @@ def _both_runs(plan: ChaosPlan, base: Settings, stack: Stack, workdir: Path) -> 
                                     weaviate_outage_s=0.0)  # fmt: skip
     progress, apps = ingest(
         chaos_settings, documents, plan.timeout_s, workdir / "logs-chaos", faults(plan, 0),
-        edits, faults(edit_plan, 1),
+        edits, faults(edit_plan, 1), plan.replicas,
     )  # fmt: skip
     schedule, edit_schedule = schedules
     return {
         "documents": len(documents),
         "pages": plan.pages,
+        "replicas": plan.replicas,
         **compare(snapshot(reference_settings), snapshot(chaos_settings)),
         "incomplete": sorted(d for d, p in progress.items() if p.completed is None),
         "edited": sorted(edits or {}),
