@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -26,12 +28,27 @@ class Health:
     paused_because: str | None = None
     # Set by POST /resume: a paused stage tries again now instead of at its next probe.
     resume_requested: threading.Event = field(default_factory=threading.Event)
+    # When a call that must return soon is overdue (see bounded).
+    call_deadline: float | None = None
 
     def beat(self) -> None:
         self.last_loop = time.monotonic()
 
+    @contextmanager
+    def bounded(self, seconds: float) -> Iterator[None]:
+        """Not live if the call inside takes longer than ``seconds``: for a call that can block
+        past its own timeout, so the process is replaced sooner than ``stall_after_s``."""
+        self.call_deadline = time.monotonic() + seconds
+        try:
+            yield
+        finally:
+            self.call_deadline = None
+
     def live(self) -> bool:
-        return time.monotonic() - self.last_loop < self.stall_after_s
+        now = time.monotonic()
+        if self.call_deadline is not None and now > self.call_deadline:
+            return False
+        return now - self.last_loop < self.stall_after_s
 
     def ready(self) -> bool:
         return (

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from streams.cli import app
 from streams.errors import DownstreamUnavailable, PoisonInput
+from streams.health import Health
 from streams.kafka_clients import admin_client, base_config
 from streams.messages import ChunkBatch, DeadLetter, DocumentFailed, Message, Page, PageBatch
 from streams.settings import Settings, as_environment
@@ -236,3 +237,15 @@ def test_a_slow_batch_is_committed_in_parts_within_its_time_budget(topics: Setti
         "docstreams_transactions_total", {"stage": "test-slow", "outcome": "committed"}
     )
     assert committed is not None and committed >= 5  # 8 records would fit one batch otherwise
+
+
+def test_a_kafka_call_overdue_past_its_bound_makes_the_stage_not_live() -> None:
+    # send_offsets_to_transaction can block for good after a broker restart (librdkafka #5456,
+    # #5511): the bound makes /healthz and the watchdog replace the process long before the
+    # loop's own stall limit would.
+    health = Health(stall_after_s=120.0)
+    with health.bounded(0.2):
+        assert health.live()
+        wait_for(lambda: not health.live(), timeout_s=5)
+        assert not health.report()["live"]
+    assert health.live()  # the call returned: live again

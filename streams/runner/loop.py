@@ -80,7 +80,7 @@ class Runner(Generic[In]):
             producer: Producer = self._producer_factory(config)
             resources.callback(producer.flush, 10)
             self.transaction = TransactionalProducer(
-                producer, self.stage.name, self.settings.transaction_timeout_s
+                producer, self.stage.name, self.settings.transaction_timeout_s, self.health
             )
             self.transaction.init(self.transactional_id)
             self.health.producer_ready = True

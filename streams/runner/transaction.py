@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from streams import metrics
 from streams.errors import FatalRunnerError
+from streams.health import Health
 from streams.runner.batch import Output
 from streams.runner.classify import KafkaVerdict, classify_kafka
 
@@ -24,13 +25,21 @@ from streams.runner.classify import KafkaVerdict, classify_kafka
 # sequence): which outputs were written together, and which batches were redone after an abort.
 BATCH_HEADER = "docstreams-batch"
 _CALL_ATTEMPTS = 5
+# send_offsets_to_transaction can block for good after a broker restart (librdkafka #5456: its
+# timeout is never checked; #5511: a stale group coordinator is never looked up again), while
+# it normally takes milliseconds. Past this bound the process is not live: the watchdog (or the
+# liveness probe) replaces it, and the new process's init fences the open transaction.
+SEND_OFFSETS_BOUND_S = 30.0
 
 
 class TransactionalProducer:
-    def __init__(self, producer: Producer, stage: str, timeout_s: float) -> None:
+    def __init__(
+        self, producer: Producer, stage: str, timeout_s: float, health: Health | None = None
+    ) -> None:
         self.producer = producer
         self.stage = stage
         self.timeout_s = timeout_s
+        self.health = health or Health(stall_after_s=float("inf"))
         self.transactional_id = ""
         self._started = int(time.time())
         self._batches = 0
@@ -53,8 +62,9 @@ class TransactionalProducer:
             while outputs:  # each value goes once librdkafka holds its own copy
                 self._produce(outputs.pop(), headers)
             metadata = consumer.consumer_group_metadata()
-            self._call(self.producer.send_offsets_to_transaction, offsets, metadata,
-                       self.timeout_s)  # fmt: skip
+            with self.health.bounded(SEND_OFFSETS_BOUND_S):
+                self._call(self.producer.send_offsets_to_transaction, offsets, metadata,
+                           self.timeout_s)  # fmt: skip
             self._call(self.producer.commit_transaction, self.timeout_s)
         except _Abort as abort:
             self.abort(str(abort))
