@@ -140,7 +140,8 @@ def chaos_command(
     recording_s: Annotated[
         float, typer.Option(help="Also a recording of this many seconds (0: none).")
     ] = 0.0,
-    replicas: Annotated[int, typer.Option(help="Processes of every app (kills hit any).")] = 1,
+    replicas: Annotated[int, typer.Option(help="Processes of every stage (kills hit any).")] = 1,
+    tracker_replicas: Annotated[int, typer.Option(help="Processes of the tracker.")] = 1,
     kill_gap_max_s: Annotated[float, typer.Option(help="Longest gap between two kills.")] = 4.0,
 ) -> None:
     """Ingest a document set cleanly, then again under kills, a broker restart and a Weaviate
@@ -156,7 +157,8 @@ def chaos_command(
                      edit_round=edit_round, edit_kills=edit_kills,
                      scale_events=scale_events if scale else 0,
                      small_documents=small_documents, recording_s=recording_s,
-                     replicas=replicas, kill_gap_s=(0.5, kill_gap_max_s),
+                     replicas=replicas, tracker_replicas=tracker_replicas,
+                     kill_gap_s=(0.5, kill_gap_max_s),
                      victims=("tracker",) if tracker_kills_only else tuple(APPS))  # fmt: skip
     summary = run(plan)
     typer.echo(orjson.dumps(summary).decode())

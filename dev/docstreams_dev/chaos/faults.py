@@ -41,8 +41,12 @@ def chaos(
     began = time.monotonic()
     stop = threading.Event()
     kill_gaps = [rng.uniform(*plan.kill_gap_s) for _ in range(plan.kills)]
+
+    def replicas(app: str) -> int:
+        return plan.tracker_replicas if app == "tracker" else plan.replicas
+
     targets = [f"{app}{'' if n == 1 else f'-{n}'}" for app in plan.victims
-               for n in range(1, plan.replicas + 1)]  # fmt: skip
+               for n in range(1, replicas(app) + 1)]  # fmt: skip
     victims = [rng.choice(targets) for _ in range(plan.kills)]
     downtimes = [rng.uniform(0.2, 3.0) for _ in range(plan.kills)]
     broker_at = sorted(rng.uniform(5.0, 40.0) for _ in range(plan.broker_restarts))

@@ -34,7 +34,8 @@ class ChaosPlan:
     # (the kills aim at any of them), and the range of the gaps between kills.
     small_documents: int = 0  # Markdown and HTML documents, a few windows each
     recording_s: float = 0.0  # a recording with a spoken sentence every 20 s
-    replicas: int = 1
+    replicas: int = 1  # processes of every stage
+    tracker_replicas: int = 1
     kill_gap_s: tuple[float, float] = (0.5, 4.0)
     # Then edited versions of the documents are submitted (same ids), with this many kills.
     edit_round: bool = True
@@ -46,7 +47,7 @@ class ChaosPlan:
     inspect: Callable[[Settings], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
-        if self.scale_events and self.replicas > 1:
+        if self.scale_events and max(self.replicas, self.tracker_replicas) > 1:
             # A scale-in retires a stage's higher replicas, which the kills would then miss.
             raise ValueError("scale events start every stage at one process: replicas must be 1")
 

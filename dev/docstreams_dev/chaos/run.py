@@ -35,7 +35,7 @@ from docstreams_dev.stack import Stack
 from docstreams_dev.stack.ports import private_stack_settings
 from streams.apps import StageProcesses, app_processes
 from streams.kafka_clients import admin_client
-from streams.pipeline import APPS
+from streams.pipeline import APPS, TRACKER_APP
 from streams.producer import submit
 from streams.progress import DocumentProgress, follow_all
 from streams.settings import Settings, as_environment
@@ -51,16 +51,19 @@ During = Callable[[StageProcesses, threading.Event], AbstractContextManager[Any]
 
 
 @contextmanager
-def supervised_apps(settings: Settings, logs: Path, replicas: int = 1) -> Iterator[StageProcesses]:
-    """Every app as ``replicas`` processes under the one supervisor, each logging to ``logs``;
-    yields the supervisor's processes by stage (the scale events add and retire replicas)."""
+def supervised_apps(
+    settings: Settings, logs: Path, replicas: int = 1, tracker_replicas: int = 1
+) -> Iterator[StageProcesses]:
+    """Every stage as ``replicas`` processes and the tracker as ``tracker_replicas`` under the one
+    supervisor, each logging to ``logs``; yields the supervisor's processes by stage (the scale
+    events add and retire replicas)."""
     settings = settings.model_copy(update={"instance_id": "chaos"})
     environment = {**os.environ, **as_environment(settings)}
 
     def in_checkout(spec: ChildSpec) -> ChildSpec:
         return dataclasses.replace(spec, cwd=CHECKOUT, log_path=logs / f"{spec.name}.log")
 
-    counts = dict.fromkeys(APPS, replicas)
+    counts = dict.fromkeys(APPS, replicas) | {TRACKER_APP: tracker_replicas}
     specs = [in_checkout(s) for s in app_processes(settings, list(APPS), counts, environment)]
     supervisor = Supervisor(specs, _RESTART_ALWAYS)
     stop = threading.Event()
@@ -84,12 +87,13 @@ def ingest(
     edits: dict[str, Path] | None = None,
     during_edits: During | None = None,
     replicas: int = 1,
+    tracker_replicas: int = 1,
 ) -> tuple[dict[str, DocumentProgress], Supervisor]:
     """Submit ``documents`` and follow them to the end, ``during`` (faults) running meanwhile;
     then, with ``edits``, submit those (new versions, same document ids) the same way. The
     progress is each document's last request's."""
     create_topics(admin_client(settings), settings)
-    with supervised_apps(settings, logs, replicas) as apps:
+    with supervised_apps(settings, logs, replicas, tracker_replicas) as apps:
         progress: dict[str, DocumentProgress] = {}
         for batch, faults in ((documents, during), (edits or {}, during_edits)):
             if batch:
@@ -155,7 +159,8 @@ def _both_runs(plan: ChaosPlan, base: Settings, stack: Stack, workdir: Path) -> 
         update={"topic_prefix": "reference.", "weaviate_collection": "ReferenceChunk"}
     )
     reference, _ = ingest(reference_settings, documents, plan.timeout_s, workdir / "logs-ref",
-                          edits=edits, replicas=plan.replicas)  # fmt: skip
+                          edits=edits, replicas=plan.replicas,
+                          tracker_replicas=plan.tracker_replicas)  # fmt: skip
     _require_completed(reference, "reference run")
     chaos_settings = base.model_copy(
         update={"topic_prefix": "chaos.", "weaviate_collection": "ChaosChunk",
@@ -176,13 +181,14 @@ def _both_runs(plan: ChaosPlan, base: Settings, stack: Stack, workdir: Path) -> 
                                     weaviate_outage_s=0.0)  # fmt: skip
     progress, apps = ingest(
         chaos_settings, documents, plan.timeout_s, workdir / "logs-chaos", faults(plan, 0),
-        edits, faults(edit_plan, 1), plan.replicas,
+        edits, faults(edit_plan, 1), plan.replicas, plan.tracker_replicas,
     )  # fmt: skip
     schedule, edit_schedule = schedules
     return {
         "documents": len(documents),
         "pages": plan.pages,
         "replicas": plan.replicas,
+        "tracker_replicas": plan.tracker_replicas,
         **compare(snapshot(reference_settings), snapshot(chaos_settings)),
         "incomplete": sorted(d for d, p in progress.items() if p.completed is None),
         "edited": sorted(edits or {}),
