@@ -2,19 +2,20 @@
 only busy stage.
 
 On a private stack, for each process count in turn (a topic prefix of its own each time, so the
-same consumer group starts empty): the extract processes start and join their group; then the
-download stage plans one real PDF (R's reference manual, Debian's r-doc-pdf, ~3,600 text pages)
-into 25-page extract tasks, and the extract processes turn them into page batches. Nothing
-consumes the page batches: chunk, embed, index, the tracker and Weaviate sit idle, so the cores
-are the extract processes' (each a stage process and its parser child).
+group starts empty): the download stage alone plans ``--copies`` submissions of one real PDF
+(R's reference manual from Debian's r-doc-pdf, 2,415 text pages) into 25-page extract tasks and
+stops; then the extract processes start and turn the tasks into page batches. Nothing consumes
+the page batches: chunk, embed, index, the tracker and Weaviate sit idle, so the cores are the
+extract processes' (each a stage process and its parser child) and the broker's.
 
-Pages/s runs from the first task's broker timestamp to the last WindowExtracted event's; the CPU
-seconds are those of each extract process and its parser child (the whole tree). Efficiency is
-pages/s per process against one process.
+Pages/s counts the windows whose WindowExtracted event the broker stamped after every extract
+process was ready (/readyz: producer up, partitions assigned), up to the last one. CPU seconds
+are each extract process's with its parser child. Efficiency is pages/s per process against
+one process.
 
-    .venv/bin/python bench/scaling.py [--processes 1 2 3] [--pages 0]
+    .venv/bin/python bench/scaling.py [--processes 1 2 3] [--copies 8] [--pages 0]
 
-Prints one JSON line last (the rows in docs/deploy.md's sizing table come from it).
+Prints one JSON line last (docs/benchmarks.md and docs/deploy.md's sizing table use it).
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx
 import orjson
 import psutil
 
 from bench.run import CACHE, FULLREFMAN, page_slice
 from docstreams_dev.stack import Stack
-from docstreams_dev.stack.ports import private_stack_settings
+from docstreams_dev.stack.ports import free_port_block, private_stack_settings
 from streams.apps import app_processes
 from streams.kafka_clients import admin_client, read_all
+from streams.pipeline import APPS
 from streams.producer import submit
 from streams.settings import Settings, as_environment
 from streams.supervisor import Supervisor
@@ -54,9 +57,12 @@ def source_pdf(pages: int) -> Path:
     return page_slice(FULLREFMAN, 1, pages, f"fullrefman-1-{pages}.pdf")
 
 
-def _group_members(settings: Settings, group: str) -> int:
-    found = admin_client(settings).describe_consumer_groups([group])[group].result(10)
-    return sum(1 for m in found.members if m.assignment.topic_partitions)
+def _ready(port: int) -> bool:
+    """The extract process's /readyz: its producer is up and its group gave it an assignment."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def _tree_cpu_s(process: psutil.Process) -> float:
@@ -70,54 +76,68 @@ def _tree_cpu_s(process: psutil.Process) -> float:
     return total
 
 
-def one_row(base: Settings, pdf: Path, processes: int, workdir: Path) -> dict[str, Any]:
-    settings = base.model_copy(update={"topic_prefix": f"scale{processes}."})
+def _events(settings: Settings, documents: set[str]) -> list[dict[str, Any]]:
+    records = read_all(settings, topic_name(settings, "events"), timeout_s=30)
+    events = [orjson.loads(m.value() or b"{}") | {"_ms": m.timestamp()[1]} for m in records]
+    return [e for e in events if e.get("document_id") in documents]
+
+
+def _wait(what: str, condition: Any, timeout_s: float, every_s: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not within {timeout_s:.0f} s")
+        time.sleep(every_s)
+
+
+def one_row(base: Settings, pdf: Path, processes: int, copies: int) -> dict[str, Any]:
+    """Plan ``copies`` submissions of the PDF with the download stage alone, then start the
+    extract processes; pages/s counts the windows extracted after all of them were ready."""
+    ports = free_port_block(len(APPS) * processes)
+    settings = base.model_copy(update={"topic_prefix": f"scale{processes}.", "metrics_port": ports})
     create_topics(admin_client(settings), settings)
     environment = {**os.environ, **as_environment(settings)}
-    specs = app_processes(settings, ["download", "extract"], {"extract": processes}, environment)
-    supervisor = Supervisor(specs)
-    supervisor.start_all()
+    documents = {f"refman-{processes}-{n}" for n in range(copies)}
+    download = Supervisor(app_processes(settings, ["download"], {}, environment))
+    download.start_all()
     try:
-        group = f"{settings.topic_prefix}extract"
-        deadline = time.monotonic() + 120
-        while _group_members(settings, group) < processes:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{group}: {processes} members never got partitions")
-            time.sleep(1)
-        document = f"refman-{processes}"
-        submit(settings, str(pdf), TENANT, document)
-        planned: int | None = None
-        done, pages = 0, 0
-        extracted: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 3600
-        while planned is None or done < planned:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{processes} processes: {done}/{planned} windows in an hour")
-            time.sleep(5)
-            records = read_all(settings, topic_name(settings, "events"), timeout_s=30)
-            events = [orjson.loads(m.value() or b"{}") | {"_ts": m.timestamp()[1]} for m in records]
-            mine = [e for e in events if e.get("document_id") == document]
-            plans = [e for e in mine if e.get("type") == "DocumentPlanned"]
-            extracted = [e for e in mine if e.get("type") == "WindowExtracted"]
-            if plans:
-                planned, pages = plans[-1]["window_count"], plans[-1]["pages"]
-            done = len({e["window"] for e in extracted})
-        tasks = read_all(settings, topic_name(settings, "extract-tasks"), timeout_s=30)
-        first_task = min(m.timestamp()[1] for m in tasks)
-        last_window = max(e["_ts"] for e in extracted)
-        children = {name: psutil.Process(child.pid) for name, child in supervisor.children.items()}
+        for document in sorted(documents):
+            submit(settings, str(pdf), TENANT, document)
+        _wait("planning", lambda: sum(e["type"] == "DocumentPlanned"
+                                      for e in _events(settings, documents)) == copies,
+              600, every_s=3)  # fmt: skip
+    finally:
+        download.stop_all(60)
+    planned = [e for e in _events(settings, documents) if e["type"] == "DocumentPlanned"]
+    windows = sum(e["window_count"] for e in planned)
+    extract = Supervisor(app_processes(settings, ["extract"], {"extract": processes}, environment))
+    extract.start_all()
+    try:
+        extract_ports = [ports + APPS.index("extract") + len(APPS) * n for n in range(processes)]
+        _wait("extract processes ready", lambda: all(_ready(p) for p in extract_ports), 120, 0.2)
+        ready_ms = time.time() * 1000
+        _wait("extraction", lambda: sum(e["type"] == "WindowExtracted"
+                                        for e in _events(settings, documents)) >= windows,
+              3600, every_s=3)  # fmt: skip
+        children = {name: psutil.Process(child.pid) for name, child in extract.children.items()}
         cpu = {name: round(_tree_cpu_s(p), 1) for name, p in children.items()}
     finally:
-        supervisor.stop_all(60)
-    seconds = (last_window - first_task) / 1000
+        extract.stop_all(60)
+    extracted = [e for e in _events(settings, documents) if e["type"] == "WindowExtracted"]
+    after = [e for e in extracted if e["_ms"] >= ready_ms]
+    seconds = (max(e["_ms"] for e in after) - ready_ms) / 1000
+    pages = sum(e["items"] for e in after)
     return {
         "processes": processes,
         "pages": pages,
-        "windows": planned,
+        "pages_before_all_ready": sum(e["items"] for e in extracted) - pages,
+        "windows": windows,
         "seconds": round(seconds, 1),
         "pages_per_s": round(pages / seconds, 1),
         "cpu_s": cpu,
-        "extract_cpu_s": round(sum(v for k, v in cpu.items() if k.startswith("extract")), 1),
+        "cpu_s_per_1000_pages": round(
+            sum(cpu.values()) * 1000 / sum(e["items"] for e in extracted), 2
+        ),
     }
 
 
@@ -125,6 +145,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--pages", type=int, default=0, help="only the first N pages (0: all)")
+    parser.add_argument("--copies", type=int, default=8, help="submissions of the PDF per row")
     args = parser.parse_args()
     pdf = source_pdf(args.pages)
     workdir = Path(tempfile.mkdtemp(prefix="docstreams-scaling-"))
@@ -133,14 +154,15 @@ def main() -> int:
     stack = Stack(base)
     stack.up()
     try:
-        rows = [one_row(base, pdf, n, workdir) for n in args.processes]
+        rows = [one_row(base, pdf, n, args.copies) for n in args.processes]
     finally:
         stack.down()
     one = rows[0]["pages_per_s"] / rows[0]["processes"]
     for row in rows:
         row["speed_up"] = round(row["pages_per_s"] / rows[0]["pages_per_s"], 2)
         row["efficiency"] = round(row["pages_per_s"] / (row["processes"] * one), 2)
-    result = {"pdf": pdf.name, "cores": len(os.sched_getaffinity(0)), "rows": rows}
+    result = {"pdf": pdf.name, "copies": args.copies, "cores": len(os.sched_getaffinity(0)),
+              "rows": rows}  # fmt: skip
     print(orjson.dumps(result).decode())
     return 0
 
