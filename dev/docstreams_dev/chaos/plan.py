@@ -74,13 +74,13 @@ def build_documents(
             out.write(f"Logbook line {n}: the pilot boat left berth {n % 40} at tide {n % 7}.\n")
     documents = {"assembled": big, "handbook": SAMPLE, "logbook": text}
     for n in range(small_documents):
-        documents[f"note-{n}"] = _small_document(folder, n)
+        documents[f"note-{n}"] = small_document(folder, n)
     if recording_s > 0:
         documents["briefing"] = _recording(folder, recording_s)
     return documents
 
 
-def _small_document(folder: Path, n: int) -> Path:
+def small_document(folder: Path, n: int) -> Path:
     """Markdown (even n) or HTML (odd n): 40 sections of a harbour notice, different per n."""
     sections = [
         (f"Notice {n}.{s}", f"Berth {(n * 7 + s) % 40} closes at tide {s % 7} for dredging of "
