@@ -5,10 +5,29 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import httpx
 import psutil
+
+
+def ready(url: str) -> bool:
+    """An app's /readyz answers 200 (stages: producer up and partitions assigned)."""
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def wait_until(what: str, condition: Callable[[], bool], timeout_s: float,
+               every_s: float = 1.0) -> None:  # fmt: skip
+    """Poll ``condition`` until it holds; RuntimeError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not within {timeout_s:.0f} s")
+        time.sleep(every_s)
 
 
 def app_name(proc: psutil.Process) -> str:

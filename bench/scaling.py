@@ -30,10 +30,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
 import orjson
 import psutil
 
+from bench.processes import ready, wait_until
 from bench.run import CACHE, FULLREFMAN, page_slice
 from docstreams_dev.stack import Stack
 from docstreams_dev.stack.ports import free_port_block, private_stack_settings
@@ -57,14 +57,6 @@ def source_pdf(pages: int) -> Path:
     return page_slice(FULLREFMAN, 1, pages, f"fullrefman-1-{pages}.pdf")
 
 
-def _ready(port: int) -> bool:
-    """The extract process's /readyz: its producer is up and its group gave it an assignment."""
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
 def _tree_cpu_s(process: psutil.Process) -> float:
     total = 0.0
     for p in [process, *process.children(recursive=True)]:
@@ -82,14 +74,6 @@ def _events(settings: Settings, documents: set[str]) -> list[dict[str, Any]]:
     return [e for e in events if e.get("document_id") in documents]
 
 
-def _wait(what: str, condition: Any, timeout_s: float, every_s: float = 1.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not within {timeout_s:.0f} s")
-        time.sleep(every_s)
-
-
 def one_row(base: Settings, pdf: Path, processes: int, copies: int) -> dict[str, Any]:
     """Plan ``copies`` submissions of the PDF with the download stage alone, then start the
     extract processes; pages/s counts the windows extracted after all of them were ready."""
@@ -103,7 +87,7 @@ def one_row(base: Settings, pdf: Path, processes: int, copies: int) -> dict[str,
     try:
         for document in sorted(documents):
             submit(settings, str(pdf), TENANT, document)
-        _wait("planning", lambda: sum(e["type"] == "DocumentPlanned"
+        wait_until("planning", lambda: sum(e["type"] == "DocumentPlanned"
                                       for e in _events(settings, documents)) == copies,
               600, every_s=3)  # fmt: skip
     finally:
@@ -114,9 +98,14 @@ def one_row(base: Settings, pdf: Path, processes: int, copies: int) -> dict[str,
     extract.start_all()
     try:
         extract_ports = [ports + APPS.index("extract") + len(APPS) * n for n in range(processes)]
-        _wait("extract processes ready", lambda: all(_ready(p) for p in extract_ports), 120, 0.2)
+        wait_until(
+            "extract processes ready",
+            lambda: all(ready(f"http://127.0.0.1:{p}") for p in extract_ports),
+            120,
+            0.2,
+        )
         ready_ms = time.time() * 1000
-        _wait("extraction", lambda: sum(e["type"] == "WindowExtracted"
+        wait_until("extraction", lambda: sum(e["type"] == "WindowExtracted"
                                         for e in _events(settings, documents)) >= windows,
               3600, every_s=3)  # fmt: skip
         children = {name: psutil.Process(child.pid) for name, child in extract.children.items()}
@@ -125,6 +114,9 @@ def one_row(base: Settings, pdf: Path, processes: int, copies: int) -> dict[str,
         extract.stop_all(60)
     extracted = [e for e in _events(settings, documents) if e["type"] == "WindowExtracted"]
     after = [e for e in extracted if e["_ms"] >= ready_ms]
+    if not after:
+        raise RuntimeError("every window was extracted before all processes were ready: "
+                           "raise --copies")  # fmt: skip
     seconds = (max(e["_ms"] for e in after) - ready_ms) / 1000
     pages = sum(e["items"] for e in after)
     return {

@@ -15,6 +15,7 @@ Exits 1 if any document was unknown or incomplete.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import orjson
 
+from bench.processes import ready, wait_until
 from docstreams_dev.chaos.plan import small_document
 from docstreams_dev.stack import Stack
 from docstreams_dev.stack.ports import free_port_block, private_stack_settings
@@ -67,14 +69,7 @@ def one_round(base: Settings, workdir: Path, n: int, documents: int, join_after_
     url = f"http://127.0.0.1:{settings.tracker_port}"
     tenant = f"handover{n}"  # a round of its own: no version of an earlier round is reused
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
+        wait_until("the first tracker ready", lambda: ready(url), 120, 0.5)
         folder = workdir / f"documents-{n}"
         folder.mkdir()
         names = [f"note-{i}" for i in range(documents)]
@@ -83,15 +78,24 @@ def one_round(base: Settings, workdir: Path, n: int, documents: int, join_after_
         time.sleep(join_after_s)
         supervisor.add(logged(replica_spec(settings, TRACKER_APP, 2, environment)))
         indexed: set[str] = set()
-        deadline = time.monotonic() + 600
-        while len(indexed) < documents and time.monotonic() < deadline:
-            time.sleep(3)
+
+        def all_indexed() -> bool:
             for record in read_all(settings, topic_name(settings, "events"), timeout_s=30):
                 event = orjson.loads(record.value() or b"{}")
                 if event.get("type") == "WindowIndexed" and event["tenant_id"] == tenant:
                     indexed.add(event["document_id"])
-        time.sleep(30)  # the completion checks
-        states = {name: _status(url, tenant, name) for name in names}
+            return len(indexed) == documents
+
+        wait_until("every document indexed", all_indexed, 600, 3)
+        states: dict[str, dict[str, Any] | None] = {}
+
+        def all_completed() -> bool:
+            states.update({name: _status(url, tenant, name) for name in names})
+            return all(s and s["phase"] == "completed" for s in states.values())
+
+        # The completion checks follow the last window; a lost document never completes.
+        with contextlib.suppress(RuntimeError):
+            wait_until("every document completed", all_completed, 60, 2)
     finally:
         supervisor.stop_all(60)
     return {
