@@ -48,10 +48,15 @@ def admin_client(settings: KafkaSettings) -> AdminClient:
 
 
 def read_all(
-    settings: KafkaSettings, topic: str, isolation: str = "read_committed", timeout_s: float = 120.0
+    settings: KafkaSettings,
+    topic: str,
+    isolation: str = "read_committed",
+    timeout_s: float = 120.0,
+    tombstones: bool = False,
 ) -> list[Message]:
     """Every record of a topic right now, all partitions, without joining a group's offsets
-    (for checks, audits and tests; not for processing)."""
+    (for checks, audits, tests and one-time imports; not for processing). Records without a value
+    (a compacted topic's deletions) only with ``tombstones``."""
     consumer = Consumer({**base_config(settings), "group.id": f"read-{uuid.uuid4().hex[:8]}",
                          "isolation.level": isolation, "enable.auto.commit": False,
                          "enable.partition.eof": True})  # fmt: skip
@@ -67,7 +72,7 @@ def read_all(
                 continue
             if msg.error() is not None:
                 at_end.add(msg.partition() or 0)
-            elif msg.value() is not None:
+            elif tombstones or msg.value() is not None:
                 records.append(msg)
     finally:
         consumer.close()

@@ -55,8 +55,11 @@ class TopicSpec:
 
 
 TRACKER_APP = "tracker"  # faust app id = topic prefix + this
-TRACKER_TABLE = "documents"
+TRACKER_TABLE = "document-states"
 TRACKER_CHANGELOG = f"{TRACKER_APP}-{TRACKER_TABLE}-changelog"
+# Earlier releases wrote the table here with JSON-encoded keys on the wrong partitions
+# (streams/tracker/legacy.py imports it once and deletes it).
+LEGACY_TRACKER_CHANGELOG = f"{TRACKER_APP}-documents-changelog"
 
 # fmt: off
 TOPICS: tuple[TopicSpec, ...] = (

@@ -1,6 +1,7 @@
 """Two tracker replicas (`run all --replicas tracker=2`) on the real stack: each answers for every
 document (forwarding to the owner of its partition), and when one is lost mid-run the other
-takes its partitions over with their state and sends the callbacks it owed, with stable keys.
+takes its partitions over with their state and sends the callbacks it owed, with stable keys;
+when it comes back, it recovers the states of the partitions it takes back.
 
 The lost replica is frozen (SIGSTOP), as a node that vanished: it neither leaves the group nor
 gets restarted by `run all`, so only the broker's session timeout hands its partitions over.
@@ -115,7 +116,7 @@ def two_trackers(
 
 
 @pytest.mark.stack
-def test_either_tracker_replica_answers_for_every_document_and_one_lost_hands_over_its_state(
+def test_either_tracker_replica_answers_for_all_and_a_lost_one_hands_over_and_takes_back_state(
     two_trackers: tuple[Settings, psutil.Process, list[str], Receiver, str],
 ) -> None:
     settings, supervisor, (first, second), receiver, hook = two_trackers
@@ -161,4 +162,16 @@ def test_either_tracker_replica_answers_for_every_document_and_one_lost_hands_ov
             state = _status(first, document) or {}
             assert keys == {state["callback"]["idempotency_key"]}, document  # one outcome, one key
     finally:
-        lost.send_signal(signal.SIGKILL)  # `run all` restarts it; the teardown stops them all
+        lost.send_signal(signal.SIGKILL)  # `run all` restarts it
+
+    # 3. The replaced replica joins again and takes back half the partitions: it recovers the
+    # states the first one wrote for them meanwhile (each on its document's partition).
+    wait_for(lambda: _owned(second) and _owned(first) | _owned(second)
+             == set(range(DOCUMENT_PARTITIONS)), timeout_s=120)  # fmt: skip
+    wait_for(lambda: _ready(second), timeout_s=60)
+    for document in before + during:
+        from_first, from_second = _status(first, document), _status(second, document)
+        assert from_first is not None and from_second is not None, document
+        assert _settled(from_second) and _lasting(from_first) == _lasting(from_second), document
+        if document in kept:
+            assert _lasting(from_second) == kept[document], document

@@ -1,10 +1,8 @@
 """The tracker's HTTP API on faust's web server: document status, counts, health, metrics.
 
-A request for a document on another replica's partition is forwarded to that replica. The owner
-is looked up by the events topic's partitions, not faust's table router: with
-``use_partitioner`` faust makes every replica active on every changelog partition, so its
-router names one replica for all of them. For the same reason a replica's table also holds stale
-copies of other replicas' documents (read at its last rebalance): counts take only its own.
+A request for a document on another replica's partition is forwarded to that replica, the
+owner of the document's partition of the events topic (the table is co-partitioned with it).
+Counts are the replica's own documents (streams/tracker/documents.py).
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams import metrics
 from streams.messages import utc_now
 from streams.pipeline import DOCUMENT_PARTITIONS
-from streams.replay import partition_of
 from streams.settings import Settings
 from streams.status import TERMINAL, DocumentState, Phase
 from streams.topics import topic_name
@@ -60,15 +57,8 @@ def document_stats(
 def start_api(app: faust.App, documents: Documents, settings: Settings) -> None:
     events = app.topic(topic_name(settings, "events"), key_type=bytes, value_type=bytes)
 
-    def owned() -> set[int]:
-        """This replica's partitions of the events topic (co-partitioned with the table)."""
-        name = events.get_topic_name()
-        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name}
-
     def stats() -> dict[str, Any]:
-        mine = owned()
-        states = (state for key, state in documents.items()
-                  if partition_of(key.encode(), DOCUMENT_PARTITIONS) in mine)  # fmt: skip
+        states = (state for _, state in documents.items())
         return document_stats(states, settings.tracker_stalled_after_s, utc_now())
 
     @app.page("/documents/{tenant}/{document}")
@@ -87,7 +77,8 @@ def start_api(app: faust.App, documents: Documents, settings: Settings) -> None:
     async def stats_page(web: Any, request: Any) -> Any:
         # Per replica, and saying so: a sum over replicas would need every one to answer.
         scope = {"scope": "replica", "replica": str(app.conf.canonical_url),
-                 "partitions": sorted(owned()), "of_partitions": DOCUMENT_PARTITIONS}  # fmt: skip
+                 "partitions": sorted(documents.owned_partitions()),
+                 "of_partitions": DOCUMENT_PARTITIONS}  # fmt: skip
         return web.json({**stats(), **scope})
 
     @app.page("/healthz")

@@ -23,6 +23,7 @@ from streams.tracker.agents import start_agents
 from streams.tracker.api import start_api
 from streams.tracker.documents import Documents
 from streams.tracker.effects import Effects
+from streams.tracker.legacy import import_legacy_states
 from streams.tracker.sweeps import start_sweeps
 
 
@@ -44,6 +45,17 @@ class ReadCommittedTransport(faust_aiokafka.Transport):
     exactly_once mode)."""
 
     Consumer = _ReadCommittedConsumer
+
+
+class DocumentTable(faust.Table[str, bytes]):
+    """faust's table, with ``tenant/document`` keys written as their plain UTF-8 bytes.
+
+    faust encodes a ``str`` key as JSON ('"t/d"', quotes included) and the producer hashes the
+    encoded key: the state would sit on another partition than its document's records, and a
+    replica taking those partitions over would not recover it."""
+
+    def _serializer_from_type(self, typ: Any) -> Any:
+        return "raw" if typ is str else super()._serializer_from_type(typ)
 
 
 def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
@@ -108,8 +120,9 @@ def build_app(settings: Settings) -> faust.App:
     # use_partitioner: a write goes to the murmur2 partition of its key, which is the partition
     # of the document's records (every docstreams producer uses murmur2), so the table stays
     # co-partitioned, and the retention sweep may write outside an event.
-    table = app.Table(TRACKER_TABLE, partitions=DOCUMENT_PARTITIONS, key_type=str,
-                      value_type=bytes, use_partitioner=True)  # fmt: skip
+    table = app.tables.add(DocumentTable(app, name=TRACKER_TABLE, beacon=app.tables.beacon,
+                                         partitions=DOCUMENT_PARTITIONS, key_type=str,
+                                         value_type=bytes, use_partitioner=True))  # fmt: skip
     documents = Documents(app, table, outputs, Effects(settings))
     start_agents(app, documents, settings, sources)
     start_sweeps(app, documents, settings)
@@ -120,5 +133,6 @@ def build_app(settings: Settings) -> faust.App:
 def run_tracker(settings: Settings) -> None:
     from faust.worker import Worker
 
+    import_legacy_states(settings)  # before faust recovers the table from its changelog
     app = build_app(settings)
     Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()

@@ -23,6 +23,8 @@ from faust.exceptions import ProducerSendError
 from streams import metrics
 from streams.fold import Action, Folded, fold
 from streams.messages import Message, utc_now
+from streams.pipeline import DOCUMENT_PARTITIONS
+from streams.replay import partition_of
 from streams.status import DocumentState
 from streams.tracker.effects import MAX_BACKOFF_S, Effects, until_done
 
@@ -63,8 +65,18 @@ class Documents:
         stored = self.table.get(key)
         return DocumentState.from_bytes(stored) if stored is not None else None
 
+    def owned_partitions(self) -> set[int]:
+        """This replica's partitions of the events topic (the table is co-partitioned with it)."""
+        events = self.outputs["events"].get_topic_name()
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == events}
+
     def items(self) -> list[tuple[str, DocumentState]]:
-        return [(key, DocumentState.from_bytes(value)) for key, value in list(self.table.items())]
+        """The states of this replica's documents. The table may also hold copies of documents
+        whose partitions a rebalance moved away (faust's memory store drops only what it
+        recovered); a sweep acting on such a copy would overwrite the owner's newer state."""
+        mine = self.owned_partitions()
+        return [(key, DocumentState.from_bytes(value)) for key, value in list(self.table.items())
+                if partition_of(key.encode(), DOCUMENT_PARTITIONS) in mine]  # fmt: skip
 
     async def write(self, key: str, state: DocumentState) -> None:
         """``table[key] = state``, awaited to the changelog's acknowledgement: faust's own flush

@@ -21,7 +21,6 @@ import faust
 from streams import metrics, replay
 from streams.fold import TrackedMessage, decode_tracked, fold_again
 from streams.messages import utc_now
-from streams.pipeline import DOCUMENT_PARTITIONS
 from streams.settings import Settings
 from streams.status import TERMINAL, DocumentState, Phase
 from streams.topics import topic_name
@@ -43,12 +42,10 @@ class Rechecks:
     async def sweep(self) -> None:
         if self.app.rebalancing:
             return
-        events = topic_name(self.settings, "events")
-        mine = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == events}
         now, after_s = time.monotonic(), self.settings.tracker_recheck_after_s
         cutoff = utc_now() - timedelta(seconds=after_s)
         for key, state in self.documents.items():
-            if not _stalled(key, state, mine, cutoff):
+            if not _stalled(state, cutoff):
                 self.last.pop(key, None)
                 continue
             last, wait = self.last.get(key, (0.0, after_s))
@@ -95,10 +92,8 @@ class Rechecks:
         return records
 
 
-def _stalled(key: str, state: DocumentState, mine: set[int], cutoff: datetime) -> bool:
-    """In flight, in this replica's partitions, and unchanged since ``cutoff``."""
-    if replay.partition_of(key.encode(), DOCUMENT_PARTITIONS) not in mine:
-        return False
+def _stalled(state: DocumentState, cutoff: datetime) -> bool:
+    """In flight and unchanged since ``cutoff``."""
     quiet_since = state.quiet_since
     return state.phase not in TERMINAL and quiet_since is not None and quiet_since <= cutoff
 
