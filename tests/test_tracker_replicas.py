@@ -166,7 +166,7 @@ def test_either_tracker_replica_answers_for_all_and_a_lost_one_hands_over_and_ta
 
     # 3. The replaced replica joins again and takes back half the partitions: it recovers the
     # states the first one wrote for them meanwhile (each on its document's partition).
-    wait_for(lambda: _owned(second) and _owned(first) | _owned(second)
+    wait_for(lambda: bool(_owned(second)) and _owned(first) | _owned(second)
              == set(range(DOCUMENT_PARTITIONS)), timeout_s=120)  # fmt: skip
     wait_for(lambda: _ready(second), timeout_s=60)
     for document in before + during:
