@@ -1,7 +1,8 @@
 """chunk: PageBatch -> ChunkBatch + WindowChunked.
 
-The window's pages are joined and split by tokens of the embedding model (recursive, semantic
-boundaries first, with overlap); each chunk keeps the pages it spans. Its id derives from what
+The window's pages are joined and split by tokens of the embedding model, from one tokenization
+of the window (streams/splitter.py: paragraph, line, sentence and word breaks, with overlap);
+each chunk keeps the pages it spans. Its id derives from what
 it is, not from where it falls in a version: the document, how it was built (fingerprint), its
 window's anchor, its content key (text and pages or times), and its ordinal among identical
 ones in the window. A replay yields the same ids. An edited version's chunks the edit did not
@@ -15,12 +16,11 @@ import bisect
 import uuid
 from collections import Counter
 
-from semantic_text_splitter import TextSplitter
-
 from streams.adapters.embedders import Embedder, make_embedder
 from streams.messages import Chunk, ChunkBatch, Message, PageBatch, WindowChunked, content_key
 from streams.pipeline import STAGE_SPECS, Stage
 from streams.settings import Settings
+from streams.splitter import TokenSplitter
 
 # Fixed forever: chunk ids (and so Weaviate object ids) derive from it.
 CHUNK_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "docstreams/chunk")
@@ -38,8 +38,9 @@ def chunk_id(batch: PageBatch, key: str, ordinal: int) -> str:
 
 class Chunker:
     def __init__(self, embedder: Embedder, max_tokens: int, overlap: int) -> None:
-        self.embedder = embedder
-        self.splitter: TextSplitter = embedder.splitter(max_tokens, overlap)
+        capacity = embedder.chunk_capacity(max_tokens)
+        self.splitter = TokenSplitter(embedder.token_starts, embedder.count_tokens, capacity,
+                                      min(overlap, capacity // 2))  # fmt: skip
 
     def __call__(self, batch: PageBatch) -> list[Message]:
         pages = [p for p in batch.pages if p.text]
@@ -50,16 +51,16 @@ class Chunker:
             offset += len(page.text) + len(PAGE_SEPARATOR)
         chunks = []
         seen: Counter[str] = Counter()
-        for index, (start, piece) in enumerate(self.splitter.chunk_indices(text)):
-            first = pages[bisect.bisect_right(starts, start) - 1]
-            last = pages[bisect.bisect_right(starts, start + len(piece) - 1) - 1]
+        for index, piece in enumerate(self.splitter.split(text)):
+            first = pages[bisect.bisect_right(starts, piece.start) - 1]
+            last = pages[bisect.bisect_right(starts, piece.start + len(piece.text) - 1) - 1]
             chunk = Chunk(
                 id="",
                 index=index,
-                text=piece,
+                text=piece.text,
                 page_start=first.number,
                 page_end=last.number,
-                tokens=max(1, self.embedder.count_tokens(piece)),
+                tokens=max(1, piece.tokens),
                 start_s=first.start_s,  # transcript segments carry times
                 end_s=last.end_s,
             )

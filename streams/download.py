@@ -86,7 +86,8 @@ def fingerprint(settings: Settings, request: DocumentSubmitted, content_type: st
     """Everything besides the text that shapes a window's chunks, vectors and objects: a
     version may reuse another's objects only when this is the same."""
     shape = {
-        "chunk": [settings.chunk_max_tokens, settings.chunk_overlap_tokens],
+        # "tokens-1": the splitter of streams/splitter.py (a new splitter moves chunk ends).
+        "chunk": [settings.chunk_max_tokens, settings.chunk_overlap_tokens, "tokens-1"],
         "embed": [settings.embedder, settings.openai_model, settings.openai_dimensions],
         "windows": [
             settings.text_window_bytes,

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from streams import metrics
 from streams.adapters.onnx_quantize import derived_model
 from streams.adapters.openai_client import openai_client, openai_sdk
-from streams.adapters.openai_tokens import openai_encoding
+from streams.adapters.openai_tokens import characters_per_token, openai_encoding
 from streams.adapters.pacing import RateLimiter, RetryIn, classify_provider_error
 from streams.errors import DownstreamUnavailable, PoisonInput, TransientError
 from streams.settings import DEFAULT_CACHE_DIR, EmbedSettings, Settings
 from streams.vectors import Vector, from_le_bytes, normalised, vector
 
-if TYPE_CHECKING:  # imported where chunks are split: the embed stage does without it
-    from semantic_text_splitter import TextSplitter
+if TYPE_CHECKING:
+    from streams.splitter import TokenStarts
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,12 @@ class Embedder(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
-    def splitter(self, max_tokens: int, overlap: int) -> TextSplitter:
-        """A splitter that measures chunks in this model's tokens."""
+    def token_starts(self, text: str) -> TokenStarts:
+        """The character offset where each of ``text``'s tokens starts, from one encoding."""
+        ...
+
+    def chunk_capacity(self, max_tokens: int) -> int:
+        """The most tokens a chunk may have to be one input of this model."""
         ...
 
     def request_bounds(self, counts: Sequence[int]) -> list[tuple[int, int]]:
@@ -129,14 +133,14 @@ class LocalMiniLM:
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def splitter(self, max_tokens: int, overlap: int) -> TextSplitter:
-        # Two tokens of room for [CLS] and [SEP], which the model input adds.
-        capacity = min(max_tokens, self.max_input_tokens - 2)
-        from semantic_text_splitter import TextSplitter
+    def token_starts(self, text: str) -> TokenStarts:
+        import numpy as np
 
-        return TextSplitter.from_huggingface_tokenizer(
-            self._tokenizer, capacity=capacity, overlap=min(overlap, capacity // 2)
-        )
+        offsets = self._tokenizer.encode(text, add_special_tokens=False).offsets
+        return np.fromiter((start for start, _ in offsets), dtype=np.int64, count=len(offsets))
+
+    def chunk_capacity(self, max_tokens: int) -> int:
+        return min(max_tokens, self.max_input_tokens - 2)  # room for [CLS] and [SEP]
 
     def request_bounds(self, counts: Sequence[int]) -> list[tuple[int, int]]:
         # No provider limits; groups this size keep the work between cache writes short.
@@ -213,15 +217,18 @@ class OpenAIEmbedder:
     def count_tokens(self, text: str) -> int:
         return len(self._encoding.encode_ordinary(text))
 
-    def splitter(self, max_tokens: int, overlap: int) -> TextSplitter:
-        capacity = min(max_tokens, self.max_input_tokens)
-        # Sized by the same BPE tables that count the chunks' tokens: from_tiktoken_model would
-        # load a second copy (tiktoken-rs, +23 MB) for the same chunks at the same speed.
-        from semantic_text_splitter import TextSplitter
+    def token_starts(self, text: str) -> TokenStarts:
+        import numpy as np
 
-        return TextSplitter.from_callback(
-            self.count_tokens, capacity=capacity, overlap=min(overlap, capacity // 2)
-        )
+        tokens = np.asarray(self._encoding.encode_ordinary(text), dtype=np.int64)
+        counts, inside = characters_per_token(self.model)
+        lengths = counts[tokens]
+        # Where each token begins: the characters before it, less one when it continues one.
+        starts: TokenStarts = np.maximum(np.cumsum(lengths) - lengths - inside[tokens], 0)
+        return starts
+
+    def chunk_capacity(self, max_tokens: int) -> int:
+        return min(max_tokens, self.max_input_tokens)
 
     def embed(self, texts: Sequence[str], counts: Sequence[int] | None = None) -> Vectors:
         if counts is None:
