@@ -136,7 +136,7 @@ def fold(state: DocumentState | None, event: Event, now: datetime) -> Folded:
     """Apply one event to a document's state. Unchanged, the state given is returned as it was."""
     if state is None:
         state = DocumentState(tenant_id=event.tenant_id, document_id=event.document_id)
-    result = _apply(state.model_copy(deep=True), event)
+    result = _apply(state.changeable_copy(), event)
     if not result.changed:
         return Folded(state, changed=False, actions=result.actions)
     result.state.updated_at = now

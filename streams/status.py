@@ -223,11 +223,33 @@ class DocumentState(BaseModel):
         }
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json", exclude_defaults=True))
+        return self.model_dump_json(exclude_defaults=True).encode()
 
     @classmethod
     def from_bytes(cls, value: bytes) -> DocumentState:
-        return cls.model_validate(orjson.loads(value))
+        return cls.model_validate_json(value)
+
+    def changeable_copy(self) -> DocumentState:
+        """A copy whose fields and containers may be changed without changing this state.
+
+        A deep copy, without copying what cannot change (the ints and strings in the per-window
+        dicts): a large document's state holds several entries per window, and the fold copies
+        the state for every event (a deep copy was ~5 ms per event at 1,000 windows)."""
+        update = {name: _copied(value) for name, value in self.__dict__.items()
+                  if isinstance(value, dict | list | BaseModel)}  # fmt: skip
+        return self.model_copy(update=update)
+
+
+def _copied(value: Any) -> Any:
+    """A container of a state, copied as deep as it holds changeable values (lists in a dict:
+    windows done per stage, a window's sources; models: error, callback)."""
+    if isinstance(value, BaseModel):
+        return value.model_copy(deep=True)
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(next(iter(value.values()), None), list):
+        return {key: list(item) for key, item in value.items()}
+    return dict(value)  # ints, floats and strings: shared safely
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -237,7 +259,8 @@ def _iso(value: datetime | None) -> str | None:
 def same_state(a: DocumentState, b: DocumentState) -> bool:
     """Equal but for when it was last written."""
     volatile = {"updated_at", "phase_since"}
-    return a.model_dump(exclude=volatile) == b.model_dump(exclude=volatile)
+    return all(value == b.__dict__[name] for name, value in a.__dict__.items()
+               if name not in volatile)  # fmt: skip
 
 
 def idempotency_key(state: DocumentState, event: str) -> str:

@@ -71,6 +71,18 @@ def _comparable(state: DocumentState) -> dict[str, Any]:
 
 
 # --- requests and stage events --------------------------------------------------------------
+def test_folding_never_changes_the_state_it_was_given() -> None:
+    """The fold works on a copy (DocumentState.changeable_copy, not a deep copy): the tracker
+    keeps the decoded states it read and compares the new one with them."""
+    state: DocumentState | None = None
+    for event in [*lifecycle(windows=3), _counted(_fold_all(lifecycle(windows=3))[0], 12)]:
+        before = state.model_dump() if state is not None else None
+        folded = fold(state, event, NOW + timedelta(seconds=1))
+        if state is not None:
+            assert state.model_dump() == before, type(event).__name__
+        state = folded.state
+
+
 def test_every_window_indexed_asks_for_the_completion_check_once() -> None:
     state, actions = _fold_all(lifecycle())
     assert actions == [CheckCompletion()]
