@@ -283,6 +283,26 @@ def _folded_top(folded: Path, count: int = 10) -> list[str]:
     return [f"{100 * n / total:5.1f}% {leaf}" for leaf, n in ranked] if total else []
 
 
+def cpu_per_1000_pages(cpu: dict[str, float], pages: int) -> dict[str, Any]:
+    """Each kind of process's CPU seconds per 1,000 pages, and the pipeline's own work (the
+    apps: download, extract without its parser child, chunk, embed, index, tracker) against the
+    parser's (pdfium in extract's child), the work any tool would do to read the pages."""
+    from streams.pipeline import APPS
+
+    def per(seconds: float) -> float:
+        return round(seconds / pages * 1000, 3)
+
+    own = sum(cpu.get(app, 0.0) for app in APPS)
+    parser = sum(seconds for name, seconds in cpu.items() if name.endswith("-parser"))
+    return {
+        "per_process": {name: per(seconds) for name, seconds in cpu.items()},
+        "pipeline_own": per(own),
+        "parser": per(parser),
+        "own_to_parser": round(own / parser, 2) if parser else None,
+        "chunk_to_parser": round(cpu.get("chunk", 0.0) / parser, 2) if parser else None,
+    }
+
+
 def large_run(stack_settings: Settings, workdir: Path, path: Path, replicas: int,
               servers: dict[str, psutil.Process], profiling: bool) -> dict[str, Any]:  # fmt: skip
     from docstreams_dev.servers.openai_server import EmbeddingsApi, serving
@@ -529,6 +549,7 @@ def main() -> int:
             "extract_replicas": args.extract_replicas,
             "peak_rss_mb": {n: round(memory.peaks[n], 1) for n in SERIES if n in memory.peaks},
             "cpu_seconds": memory.cpu_seconds(),
+            "cpu_seconds_per_1000_pages": cpu_per_1000_pages(memory.cpu_seconds(), total_pages),
             "profile": large["profile"],
             "parser_child_peak_rss_mb": {
                 n.removesuffix("-parser"): round(v, 1)
