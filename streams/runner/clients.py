@@ -17,7 +17,6 @@ def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
         "enable.auto.offset.store": False,
         "isolation.level": "read_committed",
         "auto.offset.reset": "earliest",
-        "partition.assignment.strategy": "cooperative-sticky",
         # Bounded prefetch keeps memory flat whatever the lag.
         "queued.max.messages.kbytes": settings.consumer_queue_kbytes,
         # ... and so does one fetch (default 50 MB). A larger record still comes through: the
@@ -28,6 +27,14 @@ def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
         # cut at batch_max_seconds, so only a single record could come near this.
         "max.poll.interval.ms": int(max(600.0, settings.batch_max_seconds * 10) * 1000),
     }
+    if settings.consumer_group_protocol == "consumer":
+        # KIP-848: the broker assigns and reconciles. Under the classic protocol a member that
+        # gave partitions up in a cooperative rebalance's first phase and was replaced (as a
+        # static member, without a rebalance) before the second, left them owned by no one
+        # (docs/benchmarks.md, Chaos).
+        config["group.protocol"] = "consumer"
+    else:
+        config["partition.assignment.strategy"] = "cooperative-sticky"
     if settings.instance_id and settings.static_membership:
         config["group.instance.id"] = settings.instance_id
     return config

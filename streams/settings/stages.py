@@ -59,6 +59,14 @@ class RunnerSettings(Section):
         description="Stable id of this replica (e.g. the pod name): enables static group "
         "membership and a stable transactional.id; unset means host-pid.",
     )
+    consumer_group_protocol: Literal["consumer", "classic"] = Field(
+        default="consumer",
+        description="The stages' consumer group protocol. consumer (KIP-848, Kafka >= 4.0): the "
+        "broker assigns partitions and keeps reconciling, so no partition stays unowned when a "
+        "member is replaced mid-rebalance. classic: cooperative-sticky, assigned by the group's "
+        "leader in two phases (for older brokers; a member replaced between the phases can "
+        "leave partitions unowned until the next membership change).",
+    )
     static_membership: bool = Field(
         default=True,
         description="With INSTANCE_ID: join the consumer group as a static member, so a restart "
