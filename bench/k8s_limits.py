@@ -31,7 +31,6 @@ import logging
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil
 import yaml
 
-from bench.processes import app_name
+from bench.processes import app_name, sampling_every
 from bench.run import TENANT, apps, ensure_packages, large_pdf
 from streams.settings import Settings
 
@@ -139,7 +138,6 @@ class TreePeaks:
 
     supervisor: psutil.Process
     peaks: dict[str, float] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
 
     def _sample(self) -> None:
         for top in self.supervisor.children():
@@ -152,17 +150,8 @@ class TreePeaks:
 
     @contextlib.contextmanager
     def sampling(self) -> Iterator[TreePeaks]:
-        def run() -> None:
-            while not self._stop.wait(0.5):
-                self._sample()
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        try:
+        with sampling_every(0.5, self._sample):
             yield self
-        finally:
-            self._stop.set()
-            thread.join()
 
 
 def submit_and_follow(settings: Settings, path: Path, document_id: str,

@@ -41,7 +41,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 import psutil
 
-from bench.processes import app_name
+from bench.processes import app_name, sampling_every
 from bench.run import CACHE, FULLREFMAN, ensure_packages, large_pdf, page_slice
 from docstreams_dev.servers.openai_server import EmbeddingsApi, serving
 from docstreams_dev.stack import Stack
@@ -171,7 +170,6 @@ class TreeSampler:
     groups: dict[str, list[psutil.Process]]  # group -> its roots (their children join it)
     peak_mb: dict[str, float] = dataclasses.field(default_factory=dict)
     cpu: dict[int, float] = dataclasses.field(default_factory=dict)
-    _stop: threading.Event = dataclasses.field(default_factory=threading.Event)
 
     def sample(self) -> None:
         for group, roots in self.groups.items():
@@ -187,18 +185,8 @@ class TreeSampler:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[TreeSampler]:
-        thread = threading.Thread(target=self._loop, daemon=True)
-        thread.start()
-        try:
+        with sampling_every(0.2, self.sample):
             yield self
-        finally:
-            self._stop.set()
-            thread.join()
-            self.sample()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.2):
-            self.sample()
 
 
 def collection_texts(settings: Settings, collection: str, prop: str, tenant: str | None

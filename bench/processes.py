@@ -44,6 +44,26 @@ def app_name(proc: psutil.Process) -> str:
     return cmd[-1]
 
 
+@contextlib.contextmanager
+def sampling_every(interval_s: float, sample: Callable[[], None]) -> Iterator[None]:
+    """``sample()`` every ``interval_s`` in a thread while the block runs, and once at its end
+    (what happened since the last tick counts too)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval_s):
+            sample()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        sample()
+
+
 @dataclass
 class Memory:
     """RSS (peak and over time) and CPU seconds of every process under `run all` (each app, its
@@ -56,7 +76,6 @@ class Memory:
     peaks: dict[str, float] = field(default_factory=dict)  # process name -> MB
     cpu: dict[int, tuple[str, float]] = field(default_factory=dict)  # pid -> (name, CPU s)
     series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
 
     def sample(self) -> None:
         now = time.monotonic() - self.began
@@ -86,16 +105,7 @@ class Memory:
                 return name
         return app_name(proc)
 
-    def run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.sample()
-
     @contextlib.contextmanager
     def sampling(self) -> Iterator[Memory]:
-        thread = threading.Thread(target=self.run, daemon=True)
-        thread.start()
-        try:
+        with sampling_every(self.interval_s, self.sample):
             yield self
-        finally:
-            self._stop.set()
-            thread.join()
