@@ -20,11 +20,11 @@ from streams.adapters.embedders import Embedder, make_embedder
 from streams.messages import Chunk, ChunkBatch, Message, PageBatch, WindowChunked, content_key
 from streams.pipeline import STAGE_SPECS, Stage
 from streams.settings import Settings
-from streams.splitter import TokenSplitter
+from streams.splitter import PARAGRAPH, TokenSplitter
 
 # Fixed forever: chunk ids (and so Weaviate object ids) derive from it.
 CHUNK_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "docstreams/chunk")
-PAGE_SEPARATOR = "\n\n"
+PAGE_SEPARATOR = PARAGRAPH  # a blank line: a chunk that can end with its page does
 
 
 def chunk_id(batch: PageBatch, key: str, ordinal: int) -> str:

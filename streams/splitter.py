@@ -1,11 +1,14 @@
 """Token-sized chunks of a window's text, from one tokenization of the window.
 
 The window is tokenized once; where each token starts (a character offset) tells how far a chunk
-may reach. Within that reach the chunk ends at the strongest break found in its last half, in
-this order: a blank line, a line end, a sentence end, a space; failing all, anywhere in its
-reach, and failing that, at the token where the reach ends. The next chunk starts at a word up
-to ``overlap`` tokens before the end. Each chunk is counted once more on its own (the count it
-carries); one that the edges of its words push past the capacity is cut shorter.
+may reach. Within that reach the chunk ends at its last blank line (a paragraph's or a page's
+end: the pages of a window are joined by one, so a chunk that can end with its page does, and
+its hits cite that page alone); without one, at the strongest break in the last half of its
+reach: a line end, a sentence end, a space; failing those, anywhere in its reach, and failing
+that, at the token where the reach ends. The next chunk starts at a word up to ``overlap``
+tokens before the end, within the paragraph the chunk ended in. Each chunk is counted once more
+on its own (the count it carries); one that the edges of its words push past the capacity is
+cut shorter.
 
 Chunks are a function of the text from their start on, so an edit changes the chunks around it
 and the chunks after it start again at the same breaks once a chunk ends at the same break as
@@ -27,10 +30,10 @@ import numpy.typing as npt
 
 TokenStarts = npt.NDArray[np.int64]
 
-# The breaks a chunk may end at, strongest first; a chunk ends before a separator, except after
-# a sentence's punctuation.
+# Below a blank line, the breaks a chunk may end at, strongest first; a chunk ends before a
+# separator, except after a sentence's punctuation.
+PARAGRAPH = "\n\n"  # a blank line: a paragraph's end, and between the pages of a window
 _BREAKS: tuple[tuple[tuple[str, int], ...], ...] = (
-    (("\n\n", 0),),  # a blank line: a paragraph
     (("\n", 0),),
     ((". ", 1), ("? ", 1), ("! ", 1)),
     ((" ", 0),),
@@ -86,15 +89,17 @@ class TokenSplitter:
         return pieces
 
     def _next_begin(self, text: str, starts: TokenStarts, begin: int, end: int) -> int:
-        """A word start up to ``overlap`` tokens before ``end``, after ``begin``; else the first
-        word at or after ``end``."""
+        """A word start up to ``overlap`` tokens before ``end``, after ``begin`` and within the
+        paragraph (or page) the chunk ended in; else the first word at or after ``end`` (a chunk
+        that ended with its paragraph has no overlap: the next begins a paragraph of its own)."""
         after = _next(_NOT_SPACE, text, end)
-        if self.overlap == 0:
+        if self.overlap == 0 or text.startswith(PARAGRAPH, end):
             return after
         back = int(np.searchsorted(starts, end, side="left")) - self.overlap
         if back < 0 or back >= len(starts):
             return after
-        candidate = _next(_WORD_START, text, int(starts[back]))
+        floor = text.rfind(PARAGRAPH, begin, end) + len(PARAGRAPH)  # the paragraph's start
+        candidate = _next(_WORD_START, text, max(int(starts[back]), floor))
         return candidate if begin < candidate < end else after
 
 
@@ -104,8 +109,12 @@ def _next(pattern: re.Pattern[str], text: str, at: int) -> int:
 
 
 def _break_before(text: str, begin: int, limit: int) -> int:
-    """Where a chunk from ``begin`` that may not reach ``limit`` ends: the strongest break in the
-    last half of its reach, else the strongest anywhere in it, else ``limit``."""
+    """Where a chunk from ``begin`` that may not reach ``limit`` ends: its last blank line, else
+    the strongest break in the last half of its reach, else the strongest anywhere in it, else
+    ``limit``."""
+    paragraph = text.rfind(PARAGRAPH, begin + 1, limit)
+    if paragraph > begin:
+        return paragraph
     half = begin + (limit - begin) // 2
     for low in (half, begin + 1):
         for level in _BREAKS:

@@ -73,7 +73,16 @@ time.sleep(3600)
 
 
 @pytest.mark.stack
-def test_a_static_member_lost_mid_rebalance_leaves_no_partition_unowned(topics: Settings) -> None:
+@pytest.mark.parametrize("protocol", [
+    "consumer",
+    pytest.param("classic", marks=pytest.mark.xfail(strict=True, reason=(
+        "known: under the classic protocol (still the default) the replacement gets the lost "
+        "member's post-revocation assignment without a rebalance (docs/benchmarks.md, Chaos)"))),
+])  # fmt: skip
+def test_a_static_member_lost_mid_rebalance_leaves_no_partition_unowned(
+    topics: Settings, protocol: str
+) -> None:
+    topics = topics.model_copy(update={"consumer_group_protocol": protocol})
     every = set(range(WORK_PARTITIONS))
     group = f"{topics.topic_prefix}{GROUP}"
     first = topics.model_copy(update={"instance_id": "first"})

@@ -72,10 +72,10 @@ def test_chunks_cover_the_text_in_order_and_overlap_by_at_most_the_overlap(
     assert all(i in covered for i, c in enumerate(text) if not c.isspace())
 
 
-def test_a_chunk_ends_at_a_paragraph_when_one_is_in_the_last_half_of_its_reach(
+def test_a_chunk_ends_at_its_last_paragraph_end_even_early_in_its_reach(
     embedder: Embedder,
 ) -> None:
-    first = " ".join(["harbour"] * 30) + "."
+    first = " ".join(["harbour"] * 8) + "."  # a page's last lines: a hit cites that page
     text = first + "\n\n" + " ".join(["lantern"] * 200)
     pieces = _split(embedder, text, capacity=48, overlap=0)
     assert pieces[0].text == first

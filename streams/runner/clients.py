@@ -28,10 +28,10 @@ def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
         "max.poll.interval.ms": int(max(600.0, settings.batch_max_seconds * 10) * 1000),
     }
     if settings.consumer_group_protocol == "consumer":
-        # KIP-848: the broker assigns and reconciles. Under the classic protocol a member that
-        # gave partitions up in a cooperative rebalance's first phase and was replaced (as a
-        # static member, without a rebalance) before the second, left them owned by no one
-        # (docs/benchmarks.md, Chaos).
+        # KIP-848: the broker assigns and reconciles, so no partition is left unowned when a
+        # static member is replaced mid-rebalance (which the classic protocol allows:
+        # docs/benchmarks.md, Chaos); but a SIGKILLed static member's id is refused to its
+        # replacement until the session expires.
         config["group.protocol"] = "consumer"
     else:
         config["partition.assignment.strategy"] = "cooperative-sticky"

@@ -59,13 +59,14 @@ class RunnerSettings(Section):
         description="Stable id of this replica (e.g. the pod name): enables static group "
         "membership and a stable transactional.id; unset means host-pid.",
     )
-    consumer_group_protocol: Literal["consumer", "classic"] = Field(
-        default="consumer",
-        description="The stages' consumer group protocol. consumer (KIP-848, Kafka >= 4.0): the "
-        "broker assigns partitions and keeps reconciling, so no partition stays unowned when a "
-        "member is replaced mid-rebalance. classic: cooperative-sticky, assigned by the group's "
-        "leader in two phases (for older brokers; a member replaced between the phases can "
-        "leave partitions unowned until the next membership change).",
+    consumer_group_protocol: Literal["classic", "consumer"] = Field(
+        default="classic",
+        description="The stages' consumer group protocol. classic: cooperative-sticky, assigned "
+        "by the group's leader in two phases; a static member replaced between the phases can "
+        "leave partitions unowned until the next membership change (docs/benchmarks.md, Chaos). "
+        "consumer (KIP-848, Kafka >= 4.0): the broker assigns and reconciles, but refuses a "
+        "restarted static member its instance id until the killed one's session expires (45 s "
+        "without a stage), so it is not the default yet.",
     )
     static_membership: bool = Field(
         default=True,
