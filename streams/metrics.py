@@ -41,6 +41,12 @@ BATCH_SECONDS = Histogram(
     ["stage"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
+ORPHAN_REJOINS = Counter(
+    "docstreams_orphan_rejoins_total",
+    "Rejoins a stage made because partitions of its input were owned by no member of its "
+    "Stable group (classic protocol; streams/runner/orphans.py).",
+    ["stage"],
+)
 PAUSED = Gauge(
     "docstreams_paused",
     "1 while a stage has paused its partitions (a downstream system pushed back).",

@@ -24,11 +24,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # numpy is imported where a window is split: the embed and index processes
+    # import this module (through streams.apps) and must stay without numpy (tests/test_memory.py)
+    import numpy as np
+    import numpy.typing as npt
 
-TokenStarts = npt.NDArray[np.int64]
+    TokenStarts = npt.NDArray[np.int64]
 
 # Below a blank line, the breaks a chunk may end at, strongest first; a chunk ends before a
 # separator, except after a sentence's punctuation.
@@ -67,6 +70,8 @@ class TokenSplitter:
         self.capacity, self.overlap = capacity, overlap
 
     def split(self, text: str) -> list[Piece]:
+        import numpy as np
+
         starts = self.token_starts(text)
         pieces: list[Piece] = []
         begin = _next(_NOT_SPACE, text, 0)
@@ -95,6 +100,8 @@ class TokenSplitter:
         after = _next(_NOT_SPACE, text, end)
         if self.overlap == 0 or text.startswith(PARAGRAPH, end):
             return after
+        import numpy as np
+
         back = int(np.searchsorted(starts, end, side="left")) - self.overlap
         if back < 0 or back >= len(starts):
             return after

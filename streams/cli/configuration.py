@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from streams.cli.root import app, clear_errors, console
 from streams.kafka_clients import admin_client
@@ -24,13 +25,19 @@ schemas_app = typer.Typer(
 app.add_typer(schemas_app, name="schemas")
 
 
+def _topic_column(names: Iterable[str]) -> Column:
+    """A topic's name is what an operator copies into other commands: never cut or wrapped, the
+    other columns wrap instead (a narrow terminal, or none: CI's default width is 80)."""
+    return Column("topic", no_wrap=True, min_width=max((len(n) for n in names), default=5))
+
+
 @topics_app.command("create")
 @clear_errors
 def topics_create() -> None:
     """Create missing topics and restore drifted configs; safe to run any number of times."""
     settings = Settings()
     results = create_topics(admin_client(settings), settings)
-    table = Table("topic", "partitions", "action", "note")
+    table = Table(_topic_column(r.name for r in results), "partitions", "action", "note")
     for r in results:
         table.add_row(r.name, str(r.partitions), r.action.value, r.note)
     console.print(table)
@@ -40,7 +47,14 @@ def topics_create() -> None:
 def topics_list() -> None:
     """The declared topics and what they carry."""
     settings = Settings()
-    table = Table("topic", "partitions", "retention", "max message", "cleanup", "purpose")
+    table = Table(
+        _topic_column(topic_name(settings, t.key) for t in TOPICS),
+        "partitions",
+        "retention",
+        "max message",
+        "cleanup",
+        "purpose",
+    )
     for t in TOPICS:
         retention = "forever" if t.retention_ms < 0 else f"{t.retention_ms / 86_400_000:g} d"
         table.add_row(

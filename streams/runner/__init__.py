@@ -13,6 +13,7 @@ its half-written outputs.
     batch.py          the input batch (offsets, rewind) and its encoded outputs
     dead_letters.py   the dead letter and DocumentFailed for an input that cannot be processed
     pauser.py         back-pressure: pause the partitions while downstream is unavailable
+    orphans.py        partitions no member owns (classic protocol): rejoin to hand them out
     watchdog.py       exit when the loop stops turning
     clients.py        the consumer's and producer's configuration
 """

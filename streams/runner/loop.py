@@ -25,6 +25,7 @@ from streams.runner.batch import InputBatch, OutputEncoder, Outputs
 from streams.runner.classify import Verdict, classify, retry_delay
 from streams.runner.clients import consumer_config, transactional_producer_config
 from streams.runner.dead_letters import dead_letter
+from streams.runner.orphans import OrphanedPartitionGuard
 from streams.runner.pauser import PartitionPauser
 from streams.runner.transaction import TransactionalProducer
 from streams.runner.watchdog import start_watchdog
@@ -56,6 +57,8 @@ class Runner(Generic[In]):
         # Live while the loop turns; a batch may take up to the transaction timeout.
         self.health = Health(stall_after_s=settings.transaction_timeout_s * 2)
         self.pauser = PartitionPauser(stage.name, self.health)
+        self.orphans = OrphanedPartitionGuard(settings, stage.name, self.group_id,
+                                              self.input_topic)  # fmt: skip
         self._stop = threading.Event()
         self._consumer_factory, self._producer_factory = consumer_factory, producer_factory
 
@@ -84,12 +87,12 @@ class Runner(Generic[In]):
             )
             self.transaction.init(self.transactional_id)
             self.health.producer_ready = True
-            self.consumer.subscribe(
-                [self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
-            )
+            self._subscribe()
             log.info("%s: consuming %s as %s", self.stage.name, self.input_topic, self.group_id)
             while not self._stop.is_set():
                 self.health.beat()
+                if self.orphans.should_rejoin():
+                    self._subscribe()
                 self.pauser.resume_if_due(self.consumer)
                 batch = InputBatch(self._next_records())
                 if batch.records:
@@ -188,6 +191,11 @@ class Runner(Generic[In]):
                 time.sleep(retry_delay(attempt, self.settings.retry_backoff_s))
 
     # --- the consumer -----------------------------------------------------------------------
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(
+            self.orphans.subscription(), on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+
     def _next_records(self) -> list[Record]:
         """Wait (up to a second) for one record; then take what else arrives within
         BATCH_MAX_WAIT_S: a lone document is not held back. A batch stage with a longer gather

@@ -68,6 +68,13 @@ class RunnerSettings(Section):
         "restarted static member its instance id until the killed one's session expires (45 s "
         "without a stage), so it is not the default yet.",
     )
+    orphan_check_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Classic protocol: how often a stage asks the coordinator which input "
+        "partitions the group's members own; the same ones unowned in a Stable group at two "
+        "checks in a row make it rejoin (streams/runner/orphans.py). 0 turns the check off.",
+    )
     static_membership: bool = Field(
         default=True,
         description="With INSTANCE_ID: join the consumer group as a static member, so a restart "
