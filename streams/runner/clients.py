@@ -29,9 +29,9 @@ def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
     }
     if settings.consumer_group_protocol == "consumer":
         # KIP-848: the broker assigns and reconciles, so no partition is left unowned when a
-        # static member is replaced mid-rebalance (which the classic protocol allows:
-        # docs/benchmarks.md, Chaos); but a SIGKILLed static member's id is refused to its
-        # replacement until the session expires.
+        # static member is replaced mid-rebalance (under classic, the runner's
+        # OrphanedPartitionGuard must find and hand them out); but a SIGKILLed static member's
+        # id is refused to its replacement until the session expires.
         config["group.protocol"] = "consumer"
     else:
         config["partition.assignment.strategy"] = "cooperative-sticky"

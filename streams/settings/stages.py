@@ -62,8 +62,8 @@ class RunnerSettings(Section):
     consumer_group_protocol: Literal["classic", "consumer"] = Field(
         default="classic",
         description="The stages' consumer group protocol. classic: cooperative-sticky, assigned "
-        "by the group's leader in two phases; a static member replaced between the phases can "
-        "leave partitions unowned until the next membership change (docs/benchmarks.md, Chaos). "
+        "by the group's leader in two phases; a static member replaced between the phases "
+        "leaves partitions unowned, which the stages find and hand out again (ORPHAN_CHECK_S). "
         "consumer (KIP-848, Kafka >= 4.0): the broker assigns and reconciles, but refuses a "
         "restarted static member its instance id until the killed one's session expires (45 s "
         "without a stage), so it is not the default yet.",
