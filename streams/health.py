@@ -30,6 +30,8 @@ class Health:
     resume_requested: threading.Event = field(default_factory=threading.Event)
     # When a call that must return soon is overdue (see bounded).
     call_deadline: float | None = None
+    # While the stage works on a batch (see working).
+    work_deadline: float | None = None
 
     def beat(self) -> None:
         self.last_loop = time.monotonic()
@@ -44,10 +46,26 @@ class Health:
         finally:
             self.call_deadline = None
 
+    @contextmanager
+    def working(self, seconds: float) -> Iterator[None]:
+        """Live for up to ``seconds`` while the stage works: a long batch on a loaded machine is
+        progress, not a stall (the 120 s stall bound replaced busy embed and extract processes
+        mid-batch in the size chaos run, and their work was done again). The stage's outside
+        calls have timeouts of their own; ``seconds`` is the consumer's max.poll.interval, past
+        which the group would drop this member anyway."""
+        self.work_deadline = time.monotonic() + seconds
+        try:
+            yield
+        finally:
+            self.work_deadline = None
+            self.beat()
+
     def live(self) -> bool:
         now = time.monotonic()
         if self.call_deadline is not None and now > self.call_deadline:
             return False
+        if self.work_deadline is not None:
+            return now < self.work_deadline
         return now - self.last_loop < self.stall_after_s
 
     def ready(self) -> bool:

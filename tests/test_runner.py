@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +22,7 @@ from streams.errors import DownstreamUnavailable, PoisonInput
 from streams.health import Health
 from streams.kafka_clients import admin_client, base_config
 from streams.messages import ChunkBatch, DeadLetter, DocumentFailed, Message, Page, PageBatch
+from streams.runner import Runner
 from streams.settings import Settings, as_environment
 from streams.topics import create_topics, topic_name
 from tests.kafka_helpers import chunk_like_stage, read_topic, running, wait_for
@@ -249,3 +251,36 @@ def test_a_kafka_call_overdue_past_its_bound_makes_the_stage_not_live() -> None:
         wait_for(lambda: not health.live(), timeout_s=5)
         assert not health.report()["live"]
     assert health.live()  # the call returned: live again
+
+
+def test_a_stage_working_longer_than_the_stall_bound_stays_live_and_commits(
+    topics: Settings,
+) -> None:
+    # A long window on a loaded machine is progress: the watchdog and /healthz must not replace
+    # the process in the middle of it (they did, at the 120 s stall bound, in the size chaos
+    # run). Here the bound is 1 s and one record takes 3 s.
+    working, done = threading.Event(), threading.Event()
+
+    def slow(batch: PageBatch) -> list[ChunkBatch]:
+        working.set()
+        time.sleep(3.0)
+        done.set()
+        return one_chunk_per_page(batch)
+
+    _publish(topics, [_page_batch("long")])
+    runner = Runner(chunk_like_stage("test-long", slow), topics)
+    runner.health.stall_after_s = 1.0
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        assert working.wait(60)
+        live = []
+        while not done.is_set():
+            live.append(runner.health.live())
+            time.sleep(0.05)
+        assert len(live) > 20 and all(live), live
+        wait_for(lambda: _chunk_docs(topics) == ["long"])
+    finally:
+        runner.stop()
+        thread.join(60)
+    assert not thread.is_alive()

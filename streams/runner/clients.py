@@ -9,6 +9,13 @@ from streams.pipeline import TOPICS
 from streams.settings import Settings
 
 
+def max_poll_interval_s(settings: Settings) -> float:
+    """The longest a batch's work may take before the group drops this member. One record may
+    take long (a large window's embeddings on a slow CPU); batches are cut at
+    batch_max_seconds, so only a single record could come near this."""
+    return max(600.0, settings.batch_max_seconds * 10)
+
+
 def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
     config = {
         **base_config(settings),
@@ -23,9 +30,7 @@ def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
         # broker returns the first record batch whatever its size (KIP-74).
         "fetch.max.bytes": settings.consumer_queue_kbytes * 1024,
         "queued.min.messages": settings.batch_max_messages,
-        # One record may take long (a large window's embeddings on a slow CPU); batches are
-        # cut at batch_max_seconds, so only a single record could come near this.
-        "max.poll.interval.ms": int(max(600.0, settings.batch_max_seconds * 10) * 1000),
+        "max.poll.interval.ms": int(max_poll_interval_s(settings) * 1000),
     }
     if settings.consumer_group_protocol == "consumer":
         # KIP-848: the broker assigns and reconciles, so no partition is left unowned when a

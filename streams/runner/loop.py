@@ -23,7 +23,11 @@ from streams.messages import InvalidWireMessage
 from streams.pipeline import BatchStage, In, Stage
 from streams.runner.batch import InputBatch, OutputEncoder, Outputs
 from streams.runner.classify import Verdict, classify, retry_delay
-from streams.runner.clients import consumer_config, transactional_producer_config
+from streams.runner.clients import (
+    consumer_config,
+    max_poll_interval_s,
+    transactional_producer_config,
+)
 from streams.runner.dead_letters import dead_letter
 from streams.runner.orphans import OrphanedPartitionGuard
 from streams.runner.pauser import PartitionPauser
@@ -56,6 +60,7 @@ class Runner(Generic[In]):
         self.encoder = OutputEncoder(settings, stage.spec.outputs)
         # Live while the loop turns; a batch may take up to the transaction timeout.
         self.health = Health(stall_after_s=settings.transaction_timeout_s * 2)
+        self._work_bound_s = max_poll_interval_s(settings)
         self.pauser = PartitionPauser(stage.name, self.health)
         self.orphans = OrphanedPartitionGuard(settings, stage.name, self.group_id,
                                               self.input_topic)  # fmt: skip
@@ -133,7 +138,11 @@ class Runner(Generic[In]):
         (cut short at BATCH_MAX_SECONDS: the rest is sought back to for the next one)."""
         # A record stage decodes one record at a time (one decoded window alive at once); a
         # batch stage sees them all first.
-        decoded = self._prepare(batch) if isinstance(self.stage, BatchStage) else None
+        if isinstance(self.stage, BatchStage):
+            with self.health.working(self._work_bound_s):
+                decoded: list[In | Exception | None] | None = self._prepare(batch)
+        else:
+            decoded = None
         for done, record in enumerate(batch.records):
             if done and time.monotonic() - started > self.settings.batch_max_seconds:
                 return batch.split(done, self.consumer)  # enough for one transaction
@@ -141,7 +150,8 @@ class Runner(Generic[In]):
             if decoded is not None:
                 decoded[done] = None  # handled next: let it go after
             assert message is not None
-            self._handle(record, message, outputs)
+            with self.health.working(self._work_bound_s):
+                self._handle(record, message, outputs)
             del message
             self.health.beat()
         return batch
