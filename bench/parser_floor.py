@@ -11,6 +11,8 @@ given as ``start_mb``), where the peak was reached, and the seconds:
   pages and their resources). The floor.
 - ``pdfium-open``: the same program with one open document for the whole file (pdfium's caches
   of fonts and shared resources grow as long as a document is open).
+- ``reader-keep-96-shuffled``: the default reader with the windows in a random order (seed 1),
+  as the stage meets them from its 12 input partitions.
 - ``reader-keep-K``: the extract stage's reader (``extractors.pdf_window`` with the parser
   child's settings: ``PDF_READER_KEEP_MB`` = K, the address-space close bound), in a process
   that has imported what the parser child imports.
@@ -23,6 +25,7 @@ The PDF is bench/run.py's (built once, cached). Prints one JSON line per mode.
 from __future__ import annotations
 
 import argparse
+import random
 import resource
 import subprocess
 import sys
@@ -35,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 
 WINDOW_PAGES = 25
-MODES = ["pdfium-reopen", "pdfium-open", "reader-keep-0", "reader-keep-32", "reader-keep-96"]
+MODES = ["pdfium-reopen", "pdfium-open", "reader-keep-0", "reader-keep-32", "reader-keep-96",
+         "reader-keep-96-shuffled"]  # fmt: skip
 
 
 def _current_mb() -> float:
@@ -73,7 +77,7 @@ def measure(mode: str, path: Path, seconds: float, close_above_mb: float) -> dic
 
         sandbox._load_parsers()  # what the parser child imports before its first call
         start_mb = _current_mb()
-        keep = int(mode.rsplit("-", 1)[1])
+        keep = int(mode.removesuffix("-shuffled").rsplit("-", 1)[1])
         total = extractors.pdf_page_count(path)
 
         def read(first: int, last: int) -> int:
@@ -84,7 +88,10 @@ def measure(mode: str, path: Path, seconds: float, close_above_mb: float) -> dic
     pages = chars = 0
     peak_at, peak = 0, 0.0
     rise: list[tuple[float, int]] = []  # the windows that raised the peak most
-    for first in range(1, total + 1, WINDOW_PAGES):
+    order = list(range(1, total + 1, WINDOW_PAGES))
+    if mode.endswith("-shuffled"):  # as the stage meets them: from 12 partitions, interleaved
+        random.Random(1).shuffle(order)  # noqa: S311  (a reproducible order, not a secret)
+    for first in order:
         before = _peak_mb()
         last = min(first + WINDOW_PAGES - 1, total)
         chars += read(first, last)
