@@ -71,7 +71,6 @@ _BUSY = """
 import sys, time
 from confluent_kafka import Consumer
 from streams.runner.clients import consumer_config
-from streams.runner.orphans import OrphanedPartitionGuard
 from streams.settings import Settings
 settings = Settings.model_validate_json(sys.argv[1])
 consumer = Consumer(consumer_config(settings, sys.argv[2]))

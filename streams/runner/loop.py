@@ -150,10 +150,9 @@ class Runner(Generic[In]):
             if decoded is not None:
                 decoded[done] = None  # handled next: let it go after
             assert message is not None
-            with self.health.working(self._work_bound_s):
+            with self.health.working(self._work_bound_s):  # beats when the record is done
                 self._handle(record, message, outputs)
             del message
-            self.health.beat()
         return batch
 
     def _prepare(self, batch: InputBatch) -> list[In | Exception | None]:

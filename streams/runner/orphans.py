@@ -50,7 +50,6 @@ class OrphanedPartitionGuard:
         self._next_check = time.monotonic() + self.check_every_s
         self._suspected: frozenset[int] = frozenset()
         self._as_pattern = False
-        self.rejoins = 0
 
     def subscription(self) -> list[str]:
         """The input topic, by name or by a regex that matches it alone (librdkafka: a leading
@@ -83,7 +82,6 @@ class OrphanedPartitionGuard:
         metrics.ORPHAN_REJOINS.labels(self.stage).inc()
         self._suspected = frozenset()
         self._as_pattern = not self._as_pattern
-        self.rejoins += 1
         return True
 
     def _ask(self) -> tuple[Future[Any], Future[Any]]:
