@@ -39,7 +39,7 @@ def chunk_id(batch: PageBatch, key: str, ordinal: int) -> str:
 class Chunker:
     def __init__(self, embedder: Embedder, max_tokens: int, overlap: int) -> None:
         capacity = embedder.chunk_capacity(max_tokens)
-        self.splitter = TokenSplitter(embedder.token_starts, embedder.count_tokens, capacity,
+        self.splitter = TokenSplitter(embedder.token_starts, embedder.count_span, capacity,
                                       min(overlap, capacity // 2))  # fmt: skip
 
     def __call__(self, batch: PageBatch) -> list[Message]:

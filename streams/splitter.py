@@ -6,9 +6,10 @@ end: the pages of a window are joined by one, so a chunk that can end with its p
 its hits cite that page alone); without one, at the strongest break in the last half of its
 reach: a line end, a sentence end, a space; failing those, anywhere in its reach, and failing
 that, at the token where the reach ends. The next chunk starts at a word up to ``overlap``
-tokens before the end, within the paragraph the chunk ended in. Each chunk is counted once more
-on its own (the count it carries); one that the edges of its words push past the capacity is
-cut shorter.
+tokens before the end, within the paragraph the chunk ended in. Each chunk's count is its own
+(what it carries): the embedder counts the chunk as if encoded on its own, for tiktoken by
+encoding only its two ends again (streams/adapters/openai_tokens.py); one that the edges of its
+words push past the capacity is cut shorter.
 
 Chunks are a function of the text from their start on, so an edit changes the chunks around it
 and the chunks after it start again at the same breaks once a chunk ends at the same break as
@@ -58,7 +59,7 @@ class TokenSplitter:
     def __init__(
         self,
         token_starts: Callable[[str], TokenStarts],
-        count_tokens: Callable[[str], int],
+        count_span: Callable[[str, TokenStarts, int, int], int],
         capacity: int,
         overlap: int,
     ) -> None:
@@ -66,7 +67,7 @@ class TokenSplitter:
             raise ValueError(
                 f"capacity {capacity} and overlap {overlap}: need 0 <= overlap < capacity"
             )
-        self.token_starts, self.count_tokens = token_starts, count_tokens
+        self.token_starts, self.count_span = token_starts, count_span
         self.capacity, self.overlap = capacity, overlap
 
     def split(self, text: str) -> list[Piece]:
@@ -83,7 +84,7 @@ class TokenSplitter:
                 limit = len(text) if reach >= len(starts) else max(int(starts[reach]), begin + 1)
                 end = limit if limit >= len(text) else _break_before(text, begin, limit)
                 piece = text[begin:end].rstrip()
-                tokens = self.count_tokens(piece)
+                tokens = self.count_span(text, starts, begin, begin + len(piece))
                 if tokens <= self.capacity or end - begin <= 1:
                     break
                 room -= tokens - self.capacity  # the word edges counted more than the window did

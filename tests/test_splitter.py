@@ -37,9 +37,7 @@ def _text(seed: int, paragraphs: int = 30) -> str:
 
 
 def _split(embedder: Embedder, text: str, capacity: int = 48, overlap: int = 8) -> list[Piece]:
-    return TokenSplitter(embedder.token_starts, embedder.count_tokens, capacity, overlap).split(
-        text
-    )
+    return TokenSplitter(embedder.token_starts, embedder.count_span, capacity, overlap).split(text)
 
 
 def test_every_chunk_fits_the_capacity_and_carries_its_own_exact_count(embedder: Embedder) -> None:
@@ -88,14 +86,62 @@ def test_the_window_is_tokenized_once_and_each_chunk_counted_once(embedder: Embe
         calls["starts"] += 1
         return embedder.token_starts(text)
 
-    def count(text: str) -> int:
+    def count(text: str, starts: Any, begin: int, end: int) -> int:
         calls["counts"] += 1
-        return embedder.count_tokens(text)
+        return embedder.count_span(text, starts, begin, end)
 
     text = " ".join(f"Sentence {n} is about the tide." for n in range(400))
     pieces = TokenSplitter(starts, count, 64, 8).split(text)
     assert calls["starts"] == 1
     assert calls["counts"] == len(pieces) > 20
+
+
+class _EncodedCharacters:
+    """tiktoken's encoding, counting the characters it is asked to encode."""
+
+    def __init__(self, encoding: Any) -> None:
+        self.encoding, self.name, self.characters = encoding, encoding.name, 0
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        self.characters += len(text)
+        return list(self.encoding.encode_ordinary(text))
+
+
+def test_tiktoken_counts_a_chunk_by_encoding_only_its_ends_again() -> None:
+    embedder = OpenAIEmbedder(Settings())
+    text = _text(11)
+    spy = _EncodedCharacters(embedder._encoding)
+    embedder.__dict__["_encoding"] = spy  # the cached property's value
+    pieces = TokenSplitter(embedder.token_starts, embedder.count_span, 200, 20).split(text)
+    del embedder.__dict__["_encoding"]
+    assert len(pieces) > 10
+    assert all(p.tokens == embedder.count_tokens(p.text) for p in pieces)
+    chunked = sum(len(p.text) for p in pieces)
+    # The window once; for the counts, a few words at each chunk's two ends (a count of every
+    # chunk on its own would encode all of ``chunked`` again).
+    assert spy.characters - len(text) < chunked * 0.25
+
+
+@pytest.mark.parametrize("model", ["text-embedding-3-small", "gpt-4o"])  # cl100k_base, o200k_base
+def test_tiktoken_span_counts_equal_encoding_the_span_on_its_own(model: str) -> None:
+    # Spans cut anywhere, through words, runs of spaces, tabs, line ends, digits, marks,
+    # no-break and ideographic spaces, separators Python counts as spaces and tiktoken does not.
+    embedder = OpenAIEmbedder(Settings(openai_model=model))
+    parts = [*WORDS, "  ", "\t", "\n", "\n\n", "\r\n", " ", "'s", "²", "Ⅻ", "\u00a0", "\x1c",
+             "a\u0301", "\u200b", "'LL", "ABC", "$$", "\u3000", "١٢٣", "🙂🙂"]  # fmt: skip
+    rng = random.Random(5)
+    checked = 0
+    for _ in range(400):
+        text = "".join(rng.choice(parts) + rng.choice([" ", "", "  ", "\n", " "])
+                       for _ in range(rng.randint(1, 120)))  # fmt: skip
+        starts = embedder.token_starts(text)
+        for _ in range(5):
+            begin = rng.randrange(len(text))
+            end = rng.randint(begin + 1, len(text))
+            expected = embedder.count_tokens(text[begin:end])
+            assert embedder.count_span(text, starts, begin, end) == expected, text[begin:end]
+            checked += 1
+    assert checked == 2000
 
 
 def test_token_starts_of_tiktoken_agree_with_tiktokens_own_offsets() -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from streams import metrics
 from streams.adapters.onnx_quantize import derived_model
 from streams.adapters.openai_client import openai_client, openai_sdk
-from streams.adapters.openai_tokens import characters_per_token, openai_encoding
+from streams.adapters.openai_tokens import characters_per_token, count_span, openai_encoding
 from streams.adapters.pacing import RateLimiter, RetryIn, classify_provider_error
 from streams.errors import DownstreamUnavailable, PoisonInput, TransientError
 from streams.settings import DEFAULT_CACHE_DIR, EmbedSettings, Settings
@@ -47,6 +47,11 @@ class Embedder(Protocol):
 
     def token_starts(self, text: str) -> TokenStarts:
         """The character offset where each of ``text``'s tokens starts, from one encoding."""
+        ...
+
+    def count_span(self, text: str, starts: TokenStarts, begin: int, end: int) -> int:
+        """``count_tokens(text[begin:end])``, exactly; ``starts`` is ``token_starts(text)``, from
+        which a tokenizer may take the span's middle instead of encoding it again."""
         ...
 
     def chunk_capacity(self, max_tokens: int) -> int:
@@ -139,6 +144,11 @@ class LocalMiniLM:
         offsets = self._tokenizer.encode(text, add_special_tokens=False).offsets
         return np.fromiter((start for start, _ in offsets), dtype=np.int64, count=len(offsets))
 
+    def count_span(self, text: str, starts: TokenStarts, begin: int, end: int) -> int:
+        # WordPiece's pre-tokenizer splits at every space and punctuation, but the count is
+        # small next to the model's own cost: encoded whole.
+        return self.count_tokens(text[begin:end])
+
     def chunk_capacity(self, max_tokens: int) -> int:
         return min(max_tokens, self.max_input_tokens - 2)  # room for [CLS] and [SEP]
 
@@ -226,6 +236,9 @@ class OpenAIEmbedder:
         # Where each token begins: the characters before it, less one when it continues one.
         starts: TokenStarts = np.maximum(np.cumsum(lengths) - lengths - inside[tokens], 0)
         return starts
+
+    def count_span(self, text: str, starts: TokenStarts, begin: int, end: int) -> int:
+        return count_span(self._encoding, text, starts, begin, end)
 
     def chunk_capacity(self, max_tokens: int) -> int:
         return min(max_tokens, self.max_input_tokens)

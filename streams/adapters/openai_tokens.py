@@ -13,9 +13,13 @@ import gzip
 import hashlib
 import importlib.util
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streams.splitter import TokenStarts
 
 _BUNDLED = ("cl100k_base", "o200k_base")
 _URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
@@ -74,3 +78,41 @@ def characters_per_token(model: str) -> tuple[Any, Any]:
         counts[token] = sum(1 for byte in data if not 0x80 <= byte < 0xC0)
         inside[token] = bool(data) and 0x80 <= data[0] < 0xC0
     return counts, inside
+
+
+# Encodings whose pre-tokenizer starts a piece at every space that has a non-space on both sides:
+# none of their patterns matches a space in its middle (only as a match's first character), so
+# no piece runs across one, and what follows it is scanned the same in any text holding it.
+_SPACE_BOUNDED = ("cl100k_base", "o200k_base")
+_SPACE_BETWEEN_WORDS = re.compile(r"(?<=\S) (?=\S)")  # Python's \s ⊇ tiktoken's (Unicode)
+
+
+def count_span(encoding: Any, text: str, starts: TokenStarts, begin: int, end: int) -> int:
+    """The tokens of ``text[begin:end]`` encoded on its own, exactly, given where ``text``'s own
+    tokens start (``starts``, from one encoding of it).
+
+    Between the span's first and last space between two words, its pieces, and so its tokens,
+    are ``text``'s: only the two ends are encoded again. Where the encoding is not one known to
+    split that way, or the span has no such spaces, the span is encoded whole.
+    """
+    if encoding.name in _SPACE_BOUNDED:
+        head = _SPACE_BETWEEN_WORDS.search(text, begin + 1, end)
+        tail = _last_space_between_words(text, head.start() if head else end, end)
+        if head is not None and tail is not None:
+            first, last = (int(i) for i in starts.searchsorted([head.start(), tail]))
+            if first < len(starts) and last < len(starts) and starts[first] == head.start() \
+                    and starts[last] == tail:  # fmt: skip
+                return (
+                    len(encoding.encode_ordinary(text[begin : head.start()]))
+                    + (last - first)
+                    + len(encoding.encode_ordinary(text[tail:end]))
+                )
+    return len(encoding.encode_ordinary(text[begin:end]))
+
+
+def _last_space_between_words(text: str, low: int, end: int) -> int | None:
+    at = end - 1
+    while (at := text.rfind(" ", low, at)) >= low:
+        if at + 1 < end and not text[at - 1].isspace() and not text[at + 1].isspace():
+            return at
+    return None
