@@ -52,6 +52,7 @@ class Embed:
         self._vectors: dict[Key, _Vector] = {}  # this batch's, each dropped after its last use
         self._uses: Counter[Key] = Counter()  # this batch's messages yet to take each vector
         self._charged: set[Key] = set()  # paid texts already billed to a message
+        self._keys: dict[tuple[str, str], Key] = {}  # this batch's (tenant, text) -> key
         self._in_batch = False
 
     # --- the runner's batch ------------------------------------------------------------------
@@ -59,6 +60,7 @@ class Embed:
         """Embed all chunks of a runner batch together (full requests, one cache lookup)."""
         self._vectors.clear()
         self._charged.clear()
+        self._keys.clear()
         self._uses = Counter(self._key(b.tenant_id, c.text) for b in batches for c in b.chunks)
         self._in_batch = True
         # If this fails (an input the provider refuses), the runner logs it and ``__call__``
@@ -112,6 +114,7 @@ class Embed:
         if not self._in_batch:
             self._vectors.clear()
             self._charged.clear()
+            self._keys.clear()
             return
         self._uses.subtract(keys)
         for key in keys:
@@ -121,8 +124,13 @@ class Embed:
 
     # --- embedding what is missing -----------------------------------------------------------
     def _key(self, tenant_id: str, text: str) -> Key:
-        scope = self.cache.scope(tenant_id) if self.cache else tenant_id
-        return scope, cache_key(self.embedder.model, self.embedder.dimensions, text)
+        # Each chunk's key is asked for three times (uses, lookup, assembly): hashed once.
+        key = self._keys.get((tenant_id, text))
+        if key is None:
+            scope = self.cache.scope(tenant_id) if self.cache else tenant_id
+            key = scope, cache_key(self.embedder.model, self.embedder.dimensions, text)
+            self._keys[tenant_id, text] = key
+        return key
 
     def _too_long(self, batch: ChunkBatch) -> list[int]:
         return [c.index for c in batch.chunks if c.tokens > self.embedder.max_input_tokens]

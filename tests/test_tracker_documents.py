@@ -17,6 +17,7 @@ from streams.fold import CheckCompletion, Folded, fold
 from streams.messages import DeleteRequested, utc_now
 from streams.settings import Settings
 from streams.status import DocumentState, Phase
+from streams.tracker.agents import fold_record
 from streams.tracker.documents import Documents
 from streams.tracker.effects import Effects
 from tests.lifecycle import DOCUMENT, TENANT, V1, lifecycle
@@ -142,3 +143,35 @@ def test_a_delete_forgets_the_document_and_publishes_how_many_objects_went(
     assert log == ["send DocumentDeleted", "write deleted"]
     (deleted,) = documents.outputs["events"].sent
     assert deleted["objects_deleted"] == 3
+
+
+def test_folds_that_ask_for_nothing_are_written_once_per_batch_and_read_back_before_that(
+    tmp_path: Path,
+) -> None:
+    """The fold agent's batch: progress events change the state in memory, the next event reads
+    it back, and ``write_pending`` (before faust acknowledges the batch) writes it once."""
+    log: list[str] = []
+    documents = _documents(tmp_path, _Index(found=12), log)
+    messages = lifecycle(callback_url=HOOK, windows=3)
+
+    async def fold_all_but_the_last() -> DocumentState | None:
+        for message in messages[:-1]:  # the last one asks for the completion check
+            await fold_record(documents, message.to_wire())
+        return documents.get(KEY)
+
+    pending = asyncio.run(fold_all_but_the_last())
+    assert log == [] and KEY not in documents.table  # nothing written yet, nothing lost either
+    expected: DocumentState | None = None
+    for message in messages[:-1]:
+        expected = fold(expected, message, utc_now()).state
+    assert pending is not None and expected is not None
+    assert pending.phase == Phase.INDEXING
+    times = {"updated_at", "phase_since"}  # when each was folded
+    assert pending.model_dump(exclude=times) == expected.model_dump(exclude=times)
+
+    asyncio.run(documents.write_pending())
+    assert log == ["write indexing"]
+    assert DocumentState.from_bytes(documents.table[KEY]) == pending
+
+    asyncio.run(fold_record(documents, messages[-1].to_wire()))  # an action: written at once
+    assert log[1:] == ["send DocumentCompleted", "send CallbackDue", "write completed"]

@@ -199,6 +199,14 @@ class TrackerSettings(Section):
         "waiting forever); after a re-check that finds nothing new, the next waits twice as long "
         "(up to an hour).",
     )
+    tracker_fold_batch_wait_s: float = Field(
+        default=0.2,
+        ge=0,
+        description="The tracker folds the records that arrive within this long (up to 500) "
+        "before it makes their documents' states durable, once per document: a state change "
+        "with nothing to act on waits at most this long to reach the changelog (one with an "
+        "action, e.g. a completion, is written at once). 0: every record's state on its own.",
+    )
     tracker_stalled_after_s: float = Field(
         default=1800.0,
         gt=0,

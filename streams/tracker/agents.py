@@ -28,6 +28,7 @@ from streams.tracker.effects import MAX_BACKOFF_S
 log = logging.getLogger(__name__)
 
 CALLBACK_CONCURRENCY = 4
+FOLD_BATCH = 500  # records folded before their states are written (TRACKER_FOLD_BATCH_WAIT_S)
 FOLD_GIVE_UP_S = 600.0  # an event that keeps failing (not an outage) then fails its document
 
 
@@ -74,7 +75,7 @@ async def _handle(documents: Documents, message: TrackedMessage) -> None:
             raise UnfoldableEvent(exc) from exc
         if documents.dropped(key, folded):
             return
-        await documents.settle(key, before, folded)
+        await documents.settle(key, before, folded, later=True)
     applied = folded.changed or folded.actions
     metrics.TRACKER_RECORDS.labels("applied" if applied else "unchanged").inc()
 
@@ -132,8 +133,17 @@ def start_agents(app: faust.App, documents: Documents, settings: Settings, sourc
 
     @app.agent(sources, name="fold_events")
     async def fold_events(stream: Any) -> None:
-        async for value in stream:
-            await fold_record(documents, value)
+        if settings.tracker_fold_batch_wait_s <= 0:
+            async for value in stream:
+                await fold_record(documents, value)
+                await documents.write_pending()
+            return
+        # faust acknowledges a taken batch's records after this body: their states are durable
+        # by then. A large document's ~4 events per window each rewrote its whole state.
+        async for values in stream.take(FOLD_BATCH, within=settings.tracker_fold_batch_wait_s):
+            for value in values:
+                await fold_record(documents, value)
+            await documents.write_pending()
 
     @app.agent(documents.outputs["callbacks"], concurrency=CALLBACK_CONCURRENCY,
                name="deliver_callbacks")  # fmt: skip

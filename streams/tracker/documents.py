@@ -62,9 +62,14 @@ class Documents:
         self.lock = asyncio.Lock()
         self.crash_plan = _crash_plan()
         self._decoded: OrderedDict[str, tuple[bytes, DocumentState]] = OrderedDict()
+        # States changed by folds that asked for nothing, newer than the table's, to be written
+        # once each by ``write_pending`` (they are encoded then, not at every fold).
+        self._pending: dict[str, DocumentState] = {}
 
     def get(self, key: str) -> DocumentState | None:
         """The state (not to be changed in place: the fold works on a copy)."""
+        if (pending := self._pending.get(key)) is not None:
+            return pending
         stored = self.table.get(key)
         if stored is None:
             return None
@@ -94,7 +99,9 @@ class Documents:
         whose partitions a rebalance moved away (faust's memory store drops only what it
         recovered); a sweep acting on such a copy would overwrite the owner's newer state."""
         mine = self.owned_partitions()
-        return [(key, self._decode(key, value)) for key, value in list(self.table.items())
+        states = {key: self._decode(key, value) for key, value in list(self.table.items())}
+        states.update(self._pending)
+        return [(key, state) for key, state in states.items()
                 if partition_of(key.encode(), DOCUMENT_PARTITIONS) in mine]  # fmt: skip
 
     def _decode(self, key: str, stored: bytes) -> DocumentState:
@@ -106,13 +113,24 @@ class Documents:
         """``table[key] = state``, awaited to the changelog's acknowledgement: faust's own flush
         before an offset commit gives up after 0.1 s without progress, so only this makes the
         state durable before the record that produced it counts as handled."""
+        self._pending.pop(key, None)
         value = state.to_bytes()
         self.table.data[key] = value
         self._remember(key, value, state)
         await self.table.send_changelog(None, key, value)
 
+    async def write_pending(self) -> None:
+        """Write the states that folds changed without acting (``settle(..., later=True)``), each
+        once, to the changelog's acknowledgement: called before their records are acknowledged."""
+        async with self.lock:
+            while self._pending:
+                key, state = next(iter(self._pending.items()))
+                await self.write(key, state)
+
     def remove(self, key: str) -> None:
-        del self.table[key]  # a tombstone in the compacted changelog
+        self._pending.pop(key, None)
+        if key in self.table:
+            del self.table[key]  # a tombstone in the compacted changelog
         self._decoded.pop(key, None)
 
     async def send(self, message: Message) -> None:
@@ -136,9 +154,13 @@ class Documents:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
 
-    async def settle(self, key: str, before: DocumentState | None, folded: Folded) -> None:
+    async def settle(
+        self, key: str, before: DocumentState | None, folded: Folded, later: bool = False
+    ) -> None:
         """Carry out a fold's actions, send the messages they established, write the state (the
-        caller holds the lock)."""
+        caller holds the lock). ``later``: a state changed without any action is only put in the
+        table; the caller makes it durable with ``write_pending`` before the record counts as
+        handled."""
         await self._crash_point("after_fold", key, folded)
         state, changed, outputs = await self._carry_out(key, folded)
         await self._crash_point("after_effects", key, folded)
@@ -146,7 +168,10 @@ class Documents:
             await self.send(output)
         await self._crash_point("after_send", key, folded)
         if changed or folded.actions:
-            await self.write(key, state)
+            if later and not folded.actions:  # nothing acted on or sent: written with the batch
+                self._pending[key] = state
+            else:
+                await self.write(key, state)
             outcome = state.outcome
             if outcome and (before is None or before.finished_at != state.finished_at):
                 metrics.DOCUMENTS_FINISHED.labels(outcome).inc()
