@@ -39,7 +39,12 @@ def to_le_bytes(values: array[float]) -> bytes:
     return values.tobytes()
 
 
+_UNIT = 1e-6  # float32 rounding leaves a unit vector's length this close to 1
+
+
 def normalised(values: array[float]) -> array[float]:
-    """Scaled to unit L2 length (left as it is if it is all zeros)."""
+    """Scaled to unit L2 length (left as it is if it is all zeros or of unit length already)."""
     norm = math.hypot(*values)
-    return array("f", [x / norm for x in values]) if norm > 1e-12 else values
+    if norm <= 1e-12 or abs(norm - 1.0) <= _UNIT:
+        return values  # all zeros, or unit length already (OpenAI's are): no copy
+    return array("f", [x / norm for x in values])

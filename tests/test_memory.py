@@ -72,10 +72,12 @@ def _in_a_fresh_interpreter(*lines: str) -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_vectors_are_scaled_to_unit_length_unless_all_zero() -> None:
+def test_vectors_are_scaled_to_unit_length_unless_all_zero_or_of_unit_length_already() -> None:
     from array import array
 
     from streams.vectors import normalised
 
     assert normalised(array("f", [3.0, 4.0])) == array("f", [0.6, 0.8])
     assert normalised(array("f", [0.0, 0.0])) == array("f", [0.0, 0.0])
+    unit = array("f", [0.6, 0.8])
+    assert normalised(unit) is unit  # of unit length already: not copied
