@@ -106,6 +106,10 @@ class _EncodedCharacters:
         self.characters += len(text)
         return list(self.encoding.encode_ordinary(text))
 
+    def encode_to_numpy(self, text: str, **options: Any) -> Any:
+        self.characters += len(text)
+        return self.encoding.encode_to_numpy(text, **options)
+
 
 def test_tiktoken_counts_a_chunk_by_encoding_only_its_ends_again() -> None:
     embedder = OpenAIEmbedder(Settings())
@@ -146,7 +150,8 @@ def test_tiktoken_span_counts_equal_encoding_the_span_on_its_own(model: str) -> 
 
 def test_token_starts_of_tiktoken_agree_with_tiktokens_own_offsets() -> None:
     embedder = OpenAIEmbedder(Settings())
-    text = _text(3, paragraphs=5)
+    # Special tokens' text is ordinary text in a document: counted as encode_ordinary does.
+    text = _text(3, paragraphs=5) + " <|endoftext|> and <|fim_prefix|>"
     encoding = embedder._encoding
     _, offsets = encoding.decode_with_offsets(encoding.encode_ordinary(text))
     assert list(embedder.token_starts(text)) == offsets

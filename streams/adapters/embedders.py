@@ -230,7 +230,9 @@ class OpenAIEmbedder:
     def token_starts(self, text: str) -> TokenStarts:
         import numpy as np
 
-        tokens = np.asarray(self._encoding.encode_ordinary(text), dtype=np.int64)
+        # encode_ordinary's tokens (no special tokens recognised), straight into an array: a
+        # window's ~100k tokens never become Python ints.
+        tokens = self._encoding.encode_to_numpy(text, disallowed_special=()).astype(np.int64)
         counts, inside = characters_per_token(self.model)
         lengths = counts[tokens]
         # Where each token begins: the characters before it, less one when it continues one.
