@@ -282,8 +282,15 @@ class Chunk(BaseModel):
 def content_key(chunk: Chunk) -> str:
     """What a chunk is, wherever it falls: its text and its pages or times. Objects carry it,
     so a later version finds the objects of the chunks it still has."""
-    place = f"{chunk.page_start}-{chunk.page_end}/{chunk.start_s}-{chunk.end_s}"
-    return hashlib.sha256(f"{place}\x1f{chunk.text}".encode()).hexdigest()[:32]
+    return content_key_of(chunk.text, chunk.page_start, chunk.page_end, chunk.start_s, chunk.end_s)
+
+
+def content_key_of(
+    text: str, page_start: int, page_end: int, start_s: float | None, end_s: float | None
+) -> str:
+    """``content_key`` of a chunk not made yet (the chunker names a chunk before making it)."""
+    place = f"{page_start}-{page_end}/{start_s}-{end_s}"
+    return hashlib.sha256(f"{place}\x1f{text}".encode()).hexdigest()[:32]
 
 
 class ChunkBatch(WindowPayload):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from streams.adapters import extractors
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.embedders import LocalMiniLM
 from streams.adapters.fetch import AddressGuard, Fetcher
-from streams.chunk import Chunker
+from streams.chunk import CHUNK_NAMESPACE, Chunker
 from streams.download import Download
 from streams.embed import Embed
 from streams.errors import PoisonInput, ResourceLimitExceeded
@@ -30,6 +32,7 @@ from streams.messages import (
     VectorBatch,
     WindowChunked,
     WindowEmbedded,
+    content_key,
 )
 from streams.settings import Settings
 from tests.pdfs import ROOT, SAMPLE, SAMPLE_PAGE, SAMPLE_SENTENCE, numbered_pages, write_pdf
@@ -182,6 +185,24 @@ def test_chunks_keep_their_page_ranges_token_limits_and_content_ids() -> None:
     assert out.chunks[0].page_start == 11 and out.chunks[-1].page_end == 14
     again, _ = chunker(_pages(pages))
     assert again == out  # deterministic: a replay yields the same chunks and ids
+
+
+def test_chunk_ids_are_the_uuid5_of_the_document_window_and_content_forever() -> None:
+    # Weaviate object ids derive from them: computed without uuid's objects, they must stay
+    # exactly what uuid.uuid5 gives for the documented name.
+    pages = ["Tide tables. " * 30 + "Déjà vu, 東京 🙂. " * 20, "The tide turns. " * 60]
+    batch = _pages(pages)
+    out, _ = Chunker(EMBEDDER, max_tokens=48, overlap=8)(batch)
+    assert isinstance(out, ChunkBatch) and len(out.chunks) > 4
+    seen: Counter[str] = Counter()
+    anchor = batch.anchor or f"w{batch.window}.{batch.version}"
+    for chunk in out.chunks:
+        key = content_key(chunk)
+        name = (
+            f"{batch.tenant_id}/{batch.document_id}/{batch.fingerprint}/{anchor}/{key}/{seen[key]}"
+        )
+        assert chunk.id == str(uuid.uuid5(CHUNK_NAMESPACE, name))
+        seen[key] += 1
 
 
 def test_a_window_without_text_yields_an_empty_batch_not_an_error() -> None:
