@@ -35,10 +35,10 @@ def chunk_id(batch: PageBatch, key: str, ordinal: int) -> str:
     # Windows planned before anchors existed: the window number stands in for it.
     anchor = batch.anchor or f"w{batch.window}.{batch.version}"
     name = f"{batch.tenant_id}/{batch.document_id}/{batch.fingerprint}/{anchor}/{key}/{ordinal}"
-    return uuid5_text(name)
+    return _chunk_uuid5(name)
 
 
-def uuid5_text(name: str) -> str:
+def _chunk_uuid5(name: str) -> str:
     """``str(uuid.uuid5(CHUNK_NAMESPACE, name))`` without the UUID object (a third of the time,
     for every chunk): RFC 4122's SHA-1 name-based UUID, version and variant bits set."""
     digest = bytearray(
@@ -68,7 +68,6 @@ class Chunker:
         for index, piece in enumerate(self.splitter.split(text)):
             first = pages[bisect.bisect_right(starts, piece.start) - 1]
             last = pages[bisect.bisect_right(starts, piece.start + len(piece.text) - 1) - 1]
-            # transcript segments carry times
             key = content_key_of(piece.text, first.number, last.number, first.start_s, last.end_s)
             chunks.append(
                 Chunk(
@@ -78,7 +77,7 @@ class Chunker:
                     page_start=first.number,
                     page_end=last.number,
                     tokens=max(1, piece.tokens),
-                    start_s=first.start_s,
+                    start_s=first.start_s,  # transcript segments carry times
                     end_s=last.end_s,
                 )
             )

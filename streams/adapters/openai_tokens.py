@@ -95,24 +95,24 @@ def count_span(encoding: Any, text: str, starts: TokenStarts, begin: int, end: i
     are ``text``'s: only the two ends are encoded again. Where the encoding is not one known to
     split that way, or the span has no such spaces, the span is encoded whole.
     """
-    if encoding.name in _SPACE_BOUNDED:
-        head = _SPACE_BETWEEN_WORDS.search(text, begin + 1, end)
-        tail = _last_space_between_words(text, head.start() if head else end, end)
-        if head is not None and tail is not None:
-            first, last = (int(i) for i in starts.searchsorted([head.start(), tail]))
-            if first < len(starts) and last < len(starts) and starts[first] == head.start() \
-                    and starts[last] == tail:  # fmt: skip
-                return (
-                    len(encoding.encode_ordinary(text[begin : head.start()]))
-                    + (last - first)
-                    + len(encoding.encode_ordinary(text[tail:end]))
-                )
+    if (
+        encoding.name in _SPACE_BOUNDED
+        and (head := _SPACE_BETWEEN_WORDS.search(text, begin + 1, end)) is not None
+        and (tail := _last_space_between_words(text, head.start(), end)) is not None
+    ):
+        first, last = (int(i) for i in starts.searchsorted([head.start(), tail]))
+        if last < len(starts) and starts[first] == head.start() and starts[last] == tail:
+            return (
+                len(encoding.encode_ordinary(text[begin : head.start()]))
+                + (last - first)
+                + len(encoding.encode_ordinary(text[tail:end]))
+            )
     return len(encoding.encode_ordinary(text[begin:end]))
 
 
 def _last_space_between_words(text: str, low: int, end: int) -> int | None:
     at = end - 1
     while (at := text.rfind(" ", low, at)) >= low:
-        if at + 1 < end and not text[at - 1].isspace() and not text[at + 1].isspace():
+        if not text[at - 1].isspace() and not text[at + 1].isspace():  # at + 1 < end - 1
             return at
     return None

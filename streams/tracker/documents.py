@@ -124,8 +124,7 @@ class Documents:
         once, to the changelog's acknowledgement: called before their records are acknowledged."""
         async with self.lock:
             while self._pending:
-                key, state = next(iter(self._pending.items()))
-                await self.write(key, state)
+                await self.write(*self._pending.popitem())
 
     def remove(self, key: str) -> None:
         self._pending.pop(key, None)
@@ -158,9 +157,8 @@ class Documents:
         self, key: str, before: DocumentState | None, folded: Folded, later: bool = False
     ) -> None:
         """Carry out a fold's actions, send the messages they established, write the state (the
-        caller holds the lock). ``later``: a state changed without any action is only put in the
-        table; the caller makes it durable with ``write_pending`` before the record counts as
-        handled."""
+        caller holds the lock). ``later``: a state changed without any action is kept as pending;
+        the caller makes it durable with ``write_pending`` before the record counts as handled."""
         await self._crash_point("after_fold", key, folded)
         state, changed, outputs = await self._carry_out(key, folded)
         await self._crash_point("after_effects", key, folded)
