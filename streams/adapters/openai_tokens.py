@@ -68,15 +68,23 @@ def characters_per_token(model: str) -> tuple[Any, Any]:
     import numpy as np
 
     encoding = openai_encoding(model)
-    counts = np.zeros(encoding.n_vocab, dtype=np.int64)
-    inside = np.zeros(encoding.n_vocab, dtype=np.int64)
+    pieces = []
     for token in range(encoding.n_vocab):
         try:
-            data = encoding.decode_single_token_bytes(token)
+            pieces.append(encoding.decode_single_token_bytes(token))
         except KeyError:  # a gap in the ids (below the special tokens)
-            continue
-        counts[token] = sum(1 for byte in data if not 0x80 <= byte < 0xC0)
-        inside[token] = bool(data) and 0x80 <= data[0] < 0xC0
+            pieces.append(b"")
+    # As arrays over all tokens' bytes at once (a loop over each token's bytes took ~0.2 CPU-s
+    # of every chunk process's start).
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    data = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+    continuation = (data >= 0x80) & (data < 0xC0)
+    leading_before = np.concatenate(([0], np.cumsum(~continuation)))  # per byte offset
+    first = np.cumsum(lengths) - lengths  # each token's first byte
+    counts = leading_before[first + lengths] - leading_before[first]
+    inside = np.zeros(len(pieces), dtype=np.int64)
+    present = lengths > 0
+    inside[present] = continuation[first[present]]
     return counts, inside
 
 
