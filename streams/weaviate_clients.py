@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any, TypeVar
@@ -33,6 +34,10 @@ def connect_weaviate(settings: IndexSettings) -> weaviate.WeaviateClient:
         # Without it the client asks PyPI for its latest version on every connect.
         skip_init_checks=True,
     )
+
+
+# How long a tenant seen to exist is taken to exist without asking Weaviate again.
+TENANT_RECHECK_S = 60.0
 
 
 class WeaviateAdapter:
@@ -73,6 +78,21 @@ class WeaviateAdapter:
 
     def _ensure_collections(self) -> None:
         """Create this adapter's collections if missing (each adapter says which)."""
+
+    def tenant_exists(self, collection: str, tenant_id: str) -> bool:
+        """Whether ``collection`` has ``tenant_id`` (reading a tenant never written is an error
+        in Weaviate, not an empty result). One seen is taken to exist for TENANT_RECHECK_S:
+        tenants are made on first write and the product never removes one, and the question
+        was a REST call per embed batch and several per document in the tracker; asking again
+        after a while still notices a tenant an operator removed."""
+        seen: dict[tuple[str, str], float] = self.__dict__.setdefault("_tenants_seen", {})
+        key, now = (collection, tenant_id), time.monotonic()
+        if now - seen.get(key, -TENANT_RECHECK_S) < TENANT_RECHECK_S:
+            return True
+        found = self.client.collections.use(collection).tenants.exists(tenant_id)
+        if found:
+            seen[key] = now
+        return bool(found)
 
     def close(self) -> None:
         if "client" in self.__dict__:

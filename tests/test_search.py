@@ -4,6 +4,7 @@ words count, and keyword search works without any embedding model."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from streams import weaviate_clients
 from streams.adapters.embedders import LocalMiniLM
 from streams.adapters.weaviate_store import ChunkIndex, CurrentVersion, Hit, SearchMode
 from streams.cli import app
@@ -160,3 +162,25 @@ def test_the_search_command_defaults_to_hybrid_and_checks_alpha(settings: Settin
         app, ["search", "pump", "--tenant", "harbour", "--alpha", "1.5"], env=env
     )
     assert refused.exit_code == 2 and "alpha" in refused.output  # a usage error
+
+
+def test_a_tenant_seen_is_trusted_for_a_while_and_one_not_seen_is_asked_for_every_time(
+    settings: Settings, embedder: LocalMiniLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = ChunkIndex(settings)
+    try:
+        assert index.search("lighthouse", None, 5, text="lamp", mode="keyword") == []
+        # Not there a moment ago: written now, it is found at once (absence is not remembered).
+        write(index, embedder, "lighthouse", V0, ["The lamp turns once every ten seconds."])
+        index.make_current("lighthouse", "manual", CurrentVersion(V0, 1))
+        assert search(index, embedder, "lighthouse", "lamp", "keyword")
+        # Removed behind the adapter's back: it takes the tenant to exist until the recheck...
+        index.client.collections.use(index.name).tenants.remove(["lighthouse"])
+        assert index._has_chunks_tenant("lighthouse")
+        # ...and asks Weaviate again once TENANT_RECHECK_S has passed.
+        later = time.monotonic() + weaviate_clients.TENANT_RECHECK_S
+        monkeypatch.setattr(weaviate_clients.time, "monotonic", lambda: later)
+        assert not index._has_chunks_tenant("lighthouse")
+        assert index.search("lighthouse", None, 5, text="lamp", mode="keyword") == []
+    finally:
+        index.close()

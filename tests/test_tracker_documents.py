@@ -43,7 +43,8 @@ class _Index:
     def make_current(self, tenant_id: str, document_id: str, entry: CurrentVersion) -> None:
         self.switched.append((entry.version, entry.chunks))
 
-    def remove_replaced(self, tenant_id: str, document_id: str) -> int:
+    def remove_replaced(self, tenant_id: str, document_id: str,
+                        current: CurrentVersion | None = None) -> int:  # fmt: skip
         return 0
 
     def forget(self, tenant_id: str, document_id: str) -> int:

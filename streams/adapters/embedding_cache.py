@@ -100,7 +100,7 @@ class WeaviateEmbeddingCache(WeaviateAdapter):
         return self.client.collections.use(self.name).with_tenant(scope)
 
     def _has_tenant(self, scope: str) -> bool:
-        return self.client.collections.use(self.name).tenants.exists(scope)
+        return self.tenant_exists(self.name, scope)
 
     def get(self, scope: str, keys: Sequence[uuid.UUID]) -> dict[uuid.UUID, Vector]:
         if not keys:

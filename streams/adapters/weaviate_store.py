@@ -431,19 +431,23 @@ class ChunkIndex(WeaviateAdapter):
         if result.errors:
             raise TransientError(f"weaviate refused the version switch: {result.errors}")
 
-    def remove_replaced(self, tenant_id: str, document_id: str) -> int:
+    def remove_replaced(
+        self, tenant_id: str, document_id: str, current: CurrentVersion | None = None
+    ) -> int:
         """After a switch: delete the document's objects its current version does not show
         (dropped by it, or written by a version it does not reuse), and forget the versions
-        whose objects are all gone. Returns the objects deleted."""
-        current = self.current(tenant_id, document_id)
+        whose objects are all gone. Returns the objects deleted. ``current``: the entry just
+        made current, if the caller has it (else it is read)."""
+        if current is None:
+            current = self.current(tenant_id, document_id)
         if current is None:
             return 0
         versions = current.versions or (current.version,)
-        where: _Filters = Filter.by_property("dropped_by").contains_any([current.version])
-        others = Filter.all_of([Filter.by_property("version").not_equal(v) for v in versions])
-        deleted = self._delete_where(tenant_id, document_id, where) + self._delete_where(
-            tenant_id, document_id, others
-        )
+        not_shown = Filter.any_of([
+            Filter.by_property("dropped_by").contains_any([current.version]),
+            Filter.all_of([Filter.by_property("version").not_equal(v) for v in versions]),
+        ])  # fmt: skip
+        deleted = self._delete_where(tenant_id, document_id, not_shown)
         kept = tuple(
             v
             for v in versions
@@ -494,15 +498,12 @@ class ChunkIndex(WeaviateAdapter):
         return self._delete_where(tenant_id, document_id, None)
 
     def _has_tenant(self, tenant_id: str) -> bool:
-        # Reading a tenant that was never written is an error in Weaviate, not an empty result.
-        collection = self.client.collections.use(self.registry_name)
-        return collection.tenants.get_by_name(tenant_id) is not None
+        return self.tenant_exists(self.registry_name, tenant_id)
 
     def _has_chunks_tenant(self, tenant_id: str) -> bool:
         # Not implied by the registry's: a tenant whose documents so far had no text has a
         # registry entry but has never had a chunk object written.
-        collection = self.client.collections.use(self.name)
-        return collection.tenants.get_by_name(tenant_id) is not None
+        return self.tenant_exists(self.name, tenant_id)
 
     # --- search -----------------------------------------------------------------------------
     def search(

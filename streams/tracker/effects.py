@@ -117,7 +117,7 @@ class Effects:
                 windows=windows,
             )
         self.index.make_current(tenant, document, entry)
-        removed = self.index.remove_replaced(tenant, document)
+        removed = self.index.remove_replaced(tenant, document, entry)
         if state.blob and not self.settings.keep_completed_blobs:
             self.blobs.delete(state.blob)
         return DocumentCompleted(
