@@ -13,7 +13,11 @@ tokens are its own). Workloads:
 - ``c``: the same 200 again, unchanged.
 - ``d``: one paragraph edited in ten of the Markdown files, then all 200 again.
 
-Columns per system and workload: wall seconds, pages/s (a: pages; b-d: documents/s), peak RSS of
+Columns per system and workload: wall seconds of the work, from a ready system (docstreams: every
+app's /readyz answered, as a deployed service is; a peer: from the moment its process has
+imported its libraries and connected, ``ready_at`` of bench/peer_pipelines.py, to its end), and
+with the start (docstreams: its apps' start before b, the first workload; a peer: its whole
+process, every run); pages/s (a: pages; b-d: documents/s, of the work), peak RSS of
 the process tree in MB (docstreams: the largest app tree, stage + parser child, and the sum of
 all its processes; a peer: its process and its workers), CPU seconds (docstreams: all its
 processes; a peer: its process tree), tokens paid (counted by the embedding server), objects in
@@ -25,7 +29,7 @@ leave out: Kafka and Weaviate (shared by all, not counted for anyone), the embed
 
     .venv/bin/python bench/peers.py [--workloads b,c,d] [--systems docstreams,llamaindex,haystack]
 
-Prints one JSON line; with --record, a table in docs/benchmarks.md.
+Prints one JSON line per system and workload, then one with all of them.
 """
 
 from __future__ import annotations
@@ -51,15 +55,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 import psutil
 
-from bench.processes import app_name, sampling_every
+from bench.processes import app_name, ready, sampling_every, wait_until
 from bench.run import CACHE, FULLREFMAN, ensure_packages, large_pdf, page_slice
 from docstreams_dev.servers.openai_server import EmbeddingsApi, serving
 from docstreams_dev.stack import Stack
-from docstreams_dev.stack.ports import private_stack_settings
+from docstreams_dev.stack.ports import free_port_block, private_stack_settings
 from streams.adapters import extractors
 from streams.apps import app_processes
 from streams.kafka_clients import admin_client
-from streams.pipeline import APPS
+from streams.pipeline import APPS, STAGES
 from streams.producer import submit
 from streams.progress import follow_all
 from streams.settings import Settings, as_environment
@@ -218,19 +222,28 @@ def completeness(texts: list[str], wanted: list[str]) -> tuple[str, list[str]]:
 
 # --- the systems --------------------------------------------------------------------------------
 @contextlib.contextmanager
-def docstreams_running(settings: Settings, log: Path) -> Iterator[psutil.Process]:
+def docstreams_running(settings: Settings, log: Path) -> Iterator[float]:
+    """The apps, started and ready (each /readyz: producer up, partitions assigned); yields the
+    seconds that took."""
     environment = {**os.environ, **as_environment(settings)}
     specs = [dataclasses.replace(s, log_path=log.with_name(f"{s.name}.log"))
              for s in app_processes(settings, list(APPS), {}, environment)]  # fmt: skip
     supervisor = Supervisor(specs, RestartPolicy(delay_s=0.5, max_quick_exits=None))
+    began = time.monotonic()
     supervisor.start_all()
     try:
-        yield psutil.Process()
+        first = settings.metrics_port or 0  # set in main(); the tracker's is its status API's
+        urls = [f"http://127.0.0.1:{first + APPS.index(s.name)}" for s in STAGES]
+        urls.append(f"http://127.0.0.1:{settings.tracker_port}")
+        wait_until("the apps ready", lambda: all(ready(u) for u in urls), 300, 0.2)
+        yield time.monotonic() - began
     finally:
         supervisor.stop_all(60)
 
 
-def run_docstreams(settings: Settings, files: list[Path], timeout_s: float) -> dict[str, Any]:
+def run_docstreams(settings: Settings, files: list[Path], timeout_s: float, start_s: float
+                   ) -> dict[str, Any]:  # fmt: skip
+    """``start_s``: the apps' start, when this is the first workload after it (else 0)."""
     me = psutil.Process()
     apps = [p for p in me.children() if app_name(p) in APPS]
     sampler = TreeSampler({app_name(p): [p] for p in apps} | {"all": apps})
@@ -244,8 +257,8 @@ def run_docstreams(settings: Settings, files: list[Path], timeout_s: float) -> d
     failed = {d: str(p.failure) for d, p in ended.items() if p.completed is None}
     cpu = sum(v - cpu_before.get(pid, 0.0) for pid, v in sampler.cpu.items())
     trees = {k: round(v, 1) for k, v in sampler.peak_mb.items() if k != "all"}
-    return {"seconds": round(seconds, 1), "cpu_s": round(cpu, 1),
-            "peak_tree_mb": max(trees.values()), "peak_trees_mb": trees,
+    return {"seconds": round(seconds, 1), "seconds_with_start": round(seconds + start_s, 1),
+            "cpu_s": round(cpu, 1), "peak_tree_mb": max(trees.values()), "peak_trees_mb": trees,
             "peak_all_mb": round(sampler.peak_mb["all"], 1), "failed": failed}  # fmt: skip
 
 
@@ -279,14 +292,18 @@ def run_peer(system: str, settings: Settings, url: str, files: list[Path], state
             time.sleep(0.2)
     output = (proc.communicate()[0] or b"").decode().strip().splitlines()
     errors.close()
-    seconds = time.monotonic() - began
+    ended = time.monotonic()
+    seconds = ended - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    result: dict[str, Any] = {"seconds": round(seconds, 1), "cpu_s": round(cpu, 1),
+    result: dict[str, Any] = {"seconds": round(seconds, 1), "seconds_with_start": round(seconds, 1),
+                              "cpu_s": round(cpu, 1),
                               "peak_tree_mb": round(sampler.peak_mb.get("tree", 0.0), 1),
                               "stopped": stopped, "exit": proc.returncode}  # fmt: skip
     if proc.returncode == 0 and output:
-        result |= orjson.loads(output[-1])
+        reported = orjson.loads(output[-1])
+        result |= reported
+        result["seconds"] = round(ended - reported.pop("ready_at", began), 1)  # the work alone
     return result
 
 
@@ -309,13 +326,13 @@ def main() -> int:
     parser.add_argument("--peer-memory-mb", type=float, default=8192)
     parser.add_argument("--peer-timeout-s", type=float, default=1800)
     parser.add_argument("--documents", type=int, default=200, help="fewer for a trial")
-    parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     workloads, systems = args.workloads.split(","), args.systems.split(",")
     workdir = Path(tempfile.mkdtemp(prefix="docstreams-peers-"))
     base = private_stack_settings(workdir / "stack", blob_dir=workdir / "blobs",
                                   local_source_roots=[workdir, CACHE],
-                                  batch_max_wait_s=0.2)  # fmt: skip
+                                  batch_max_wait_s=0.2,
+                                  metrics_port=free_port_block(len(APPS)))  # fmt: skip
     corpus = small_corpus(workdir / "corpus", args.documents) if set(workloads) - {"a"} else []
     large = large_pdf() if "a" in workloads else None
     wanted = {"b": probes(corpus)} if corpus else {}  # phrases of the unedited documents
@@ -332,11 +349,11 @@ def main() -> int:
                     "topic_prefix": "peers.", "embedder": "openai", "openai_base_url": url,
                     "openai_api_key": "sk-bench", "openai_dimensions": 384,
                     "weaviate_collection": "PeerDocstreams"})  # fmt: skip
-                context: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+                context: contextlib.AbstractContextManager[float] = contextlib.nullcontext(0.0)
                 if system == "docstreams":
                     create_topics(admin_client(settings), settings)
                     context = docstreams_running(settings, state / "apps.log")
-                with context:
+                with context as start_s:
                     for workload in ["a", "b", "c", "d"]:
                         if workload not in workloads:
                             continue
@@ -345,7 +362,8 @@ def main() -> int:
                         files = [large] if workload == "a" and large else corpus
                         tokens_before = sum(e.tokens for e in api.answered(200))
                         if system == "docstreams":
-                            row = run_docstreams(settings, files, args.peer_timeout_s)
+                            row = run_docstreams(settings, files, args.peer_timeout_s, start_s)
+                            start_s = 0.0  # started once: later workloads find it running
                         else:
                             row = run_peer(system, settings, url, files, state,
                                            args.peer_memory_mb, args.peer_timeout_s)  # fmt: skip
@@ -357,6 +375,7 @@ def main() -> int:
                         items = extractors.pdf_page_count(large) if workload == "a" and large \
                             else len(files)  # fmt: skip
                         row["items_per_s"] = round(items / row["seconds"], 2)
+                        row["items_per_s_with_start"] = round(items / row["seconds_with_start"], 2)
                         results.setdefault(workload, {})[system] = row
                         print(f"{workload} {system}: {orjson.dumps(row).decode()}", flush=True)
                 if corpus:  # (d) edited the files: the next system starts from the originals
