@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from streams.adapters.sandbox import Limits, Sandbox
 from streams.errors import PoisonInput, ResourceLimitExceeded
+from tests.pdfs import write_pdf
 
 
 def allocate(megabytes: int) -> int:
@@ -75,13 +77,29 @@ def test_the_parsers_own_errors_come_back_as_they_were(sandbox: Sandbox) -> None
     assert not isinstance(caught.value, ResourceLimitExceeded)
 
 
-def test_pypdf_stream_caps_are_set_in_the_child(sandbox: Sandbox) -> None:
-    assert sandbox.call("pypdf caps", _zlib_cap) == 16 * 2**20
+def test_pypdf_is_capped_from_the_childs_first_pdf_and_not_loaded_before(tmp_path: Path) -> None:
+    box = Sandbox(Limits(memory_mb=512, seconds=30.0, decoded_stream_mb=16))
+    try:
+        box.start()  # the parsers loaded, as a stage starts its child
+        assert box.call("is pypdf loaded", _pypdf_loaded) is False
+        pdf = write_pdf(tmp_path / "one.pdf", ["The tide turns at noon."])
+        assert box.call("a pypdf reader's caps", _zlib_cap_with_a_reader, pdf) == 16 * 2**20
+    finally:
+        box.close()
 
 
-def _zlib_cap() -> int:
+def _pypdf_loaded() -> bool:
+    import sys
+
+    return "pypdf" in sys.modules
+
+
+def _zlib_cap_with_a_reader(path: Path) -> int:
     import pypdf
 
+    from streams.adapters.extractors import _open_pypdf
+
+    _open_pypdf(path).stream.close()
     return pypdf.get_configuration().zlib_maximum_output_length
 
 

@@ -258,7 +258,42 @@ def _pages_pypdfium2(doc: Any, first: int, last: int) -> list[Page]:
     return pages
 
 
+# pypdf's cap on what one stream may decode to, where cap_pypdf_streams set one (the parser
+# sandbox's child does); applied when pypdf is first used.
+_pypdf_stream_cap: int | None = None
+_pypdf_capped = False
+
+
+def cap_pypdf_streams(decoded_bytes: int) -> None:
+    """Cap what one pypdf stream may decode to (its defaults are 75 MB each). Applied on pypdf's
+    first use, not here: importing pypdf brings PIL, fontTools and cryptography (~17 MB), which
+    a parser child that reads with pdfium never needs."""
+    global _pypdf_stream_cap, _pypdf_capped
+    _pypdf_stream_cap, _pypdf_capped = decoded_bytes, False
+
+
+def _capped_pypdf() -> None:
+    global _pypdf_capped
+    if _pypdf_stream_cap is None or _pypdf_capped:
+        return
+    import pypdf
+
+    cap = _pypdf_stream_cap
+    pypdf.overwrite_configuration(
+        maximum_declared_stream_length=cap,
+        array_based_stream_maximum_output_length=cap,
+        jbig2_maximum_output_length=cap,
+        lzw_maximum_output_length=cap,
+        run_length_maximum_output_length=cap,
+        zlib_maximum_output_length=cap,
+        brotli_maximum_output_length=cap,
+        image_maximum_buffer_size=cap,
+    )
+    _pypdf_capped = True
+
+
 def _open_pypdf(path: Path) -> Any:
+    _capped_pypdf()  # every pypdf reader is made here
     from pypdf import PdfReader
     from pypdf.errors import FileNotDecryptedError, PdfReadError
 

@@ -20,10 +20,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from streams.errors import PoisonInput, ResourceLimitExceeded
-from streams.settings import ParseSettings
+
+if TYPE_CHECKING:  # the parser child imports this module: the settings stay out of it (~5 MB)
+    from streams.settings import ParseSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -146,7 +148,9 @@ def _serve(conn: Connection, limits: Limits) -> None:
     cap = limits.memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    _limit_pypdf(limits.decoded_stream_mb * 2**20)
+    from streams.adapters.extractors import cap_pypdf_streams
+
+    cap_pypdf_streams(limits.decoded_stream_mb * 2**20)
     while True:
         try:
             fn, args = conn.recv()
@@ -168,22 +172,6 @@ def _load_parsers() -> None:
     import pypdfium2  # noqa: F401
 
     import streams.adapters.extractors  # noqa: F401
-
-
-def _limit_pypdf(decoded_bytes: int) -> None:
-    """pypdf's own caps on what one stream may decode to (its defaults are 75 MB each)."""
-    import pypdf
-
-    pypdf.overwrite_configuration(
-        maximum_declared_stream_length=decoded_bytes,
-        array_based_stream_maximum_output_length=decoded_bytes,
-        jbig2_maximum_output_length=decoded_bytes,
-        lzw_maximum_output_length=decoded_bytes,
-        run_length_maximum_output_length=decoded_bytes,
-        zlib_maximum_output_length=decoded_bytes,
-        brotli_maximum_output_length=decoded_bytes,
-        image_maximum_buffer_size=decoded_bytes,
-    )
 
 
 __all__ = ["Limits", "ResourceLimitExceeded", "Sandbox"]
