@@ -179,7 +179,7 @@ def test_a_tenant_seen_is_trusted_for_a_while_and_one_not_seen_is_asked_for_ever
         assert index._has_chunks_tenant("lighthouse")
         # ...and asks Weaviate again once TENANT_RECHECK_S has passed.
         later = time.monotonic() + weaviate_clients.TENANT_RECHECK_S
-        monkeypatch.setattr(weaviate_clients.time, "monotonic", lambda: later)
+        monkeypatch.setattr(time, "monotonic", lambda: later)
         assert not index._has_chunks_tenant("lighthouse")
         assert index.search("lighthouse", None, 5, text="lamp", mode="keyword") == []
     finally:
