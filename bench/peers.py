@@ -302,8 +302,8 @@ def run_peer(system: str, settings: Settings, url: str, files: list[Path], state
                               "stopped": stopped, "exit": proc.returncode}  # fmt: skip
     if proc.returncode == 0 and output:
         reported = orjson.loads(output[-1])
-        result |= reported
-        result["seconds"] = round(ended - reported.pop("ready_at", began), 1)  # the work alone
+        ready_at = reported.pop("ready_at", began)
+        result |= reported | {"seconds": round(ended - ready_at, 1)}  # the work alone
     return result
 
 

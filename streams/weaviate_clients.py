@@ -53,6 +53,11 @@ class WeaviateAdapter:
         except WeaviateBaseError as exc:
             raise DownstreamUnavailable(f"weaviate unreachable: {exc}", 5.0) from None
 
+    @cached_property
+    def _tenants_seen(self) -> dict[tuple[str, str], float]:
+        """(collection, tenant) -> when it was last seen to exist."""
+        return {}
+
     def prepare(self) -> None:
         """Connect and make the collections now, at the stage's start, so the first document
         does not wait for it; a Weaviate that is down then is left to the first use."""
@@ -85,8 +90,7 @@ class WeaviateAdapter:
         tenants are made on first write and the product never removes one, and the question
         was a REST call per embed batch and several per document in the tracker; asking again
         after a while still notices a tenant an operator removed."""
-        seen: dict[tuple[str, str], float] = self.__dict__.setdefault("_tenants_seen", {})
-        key, now = (collection, tenant_id), time.monotonic()
+        seen, key, now = self._tenants_seen, (collection, tenant_id), time.monotonic()
         if now - seen.get(key, -TENANT_RECHECK_S) < TENANT_RECHECK_S:
             return True
         found = self.client.collections.use(collection).tenants.exists(tenant_id)

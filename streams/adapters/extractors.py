@@ -258,27 +258,25 @@ def _pages_pypdfium2(doc: Any, first: int, last: int) -> list[Page]:
     return pages
 
 
-# pypdf's cap on what one stream may decode to, where cap_pypdf_streams set one (the parser
-# sandbox's child does); applied when pypdf is first used.
-_pypdf_stream_cap: int | None = None
-_pypdf_capped = False
+# pypdf's cap on what one stream may decode to, set by cap_pypdf_streams (the parser sandbox's
+# child does) and not yet applied: it is, when pypdf is first used.
+_pypdf_cap_pending: int | None = None
 
 
 def cap_pypdf_streams(decoded_bytes: int) -> None:
     """Cap what one pypdf stream may decode to (its defaults are 75 MB each). Applied on pypdf's
     first use, not here: importing pypdf brings PIL, fontTools and cryptography (~17 MB), which
     a parser child that reads with pdfium never needs."""
-    global _pypdf_stream_cap, _pypdf_capped
-    _pypdf_stream_cap, _pypdf_capped = decoded_bytes, False
+    global _pypdf_cap_pending
+    _pypdf_cap_pending = decoded_bytes
 
 
 def _capped_pypdf() -> None:
-    global _pypdf_capped
-    if _pypdf_stream_cap is None or _pypdf_capped:
+    global _pypdf_cap_pending
+    if (cap := _pypdf_cap_pending) is None:
         return
     import pypdf
 
-    cap = _pypdf_stream_cap
     pypdf.overwrite_configuration(
         maximum_declared_stream_length=cap,
         array_based_stream_maximum_output_length=cap,
@@ -289,7 +287,7 @@ def _capped_pypdf() -> None:
         brotli_maximum_output_length=cap,
         image_maximum_buffer_size=cap,
     )
-    _pypdf_capped = True
+    _pypdf_cap_pending = None
 
 
 def _open_pypdf(path: Path) -> Any:
