@@ -63,10 +63,14 @@ def transaction_in_flight(settings: Settings, key: str) -> Callable[[], bool]:
     return probe
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float = 60, explain: Callable[[], str] | None = None
+) -> None:
+    """Poll ``condition`` until true; on timeout fail with ``explain()``'s account of why."""
     deadline = time.monotonic() + timeout_s
     while not condition():
-        assert time.monotonic() < deadline, "timed out"
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out: {explain() if explain else condition}")
         time.sleep(0.3)
 
 

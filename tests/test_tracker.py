@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from docstreams_dev.servers.callback_receiver import Receiver, receiving
+from docstreams_dev.stack.process import port_holders
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.callbacks import (
     IDEMPOTENCY_HEADER,
@@ -95,7 +96,11 @@ def tracked(
     receiver = Receiver()
     faults = {PLAN_VARIABLE: str(crash_plan)}
     with receiving(receiver) as hook, running_apps(settings, environment=faults) as supervisor:
-        wait_for(lambda: _tracker_ready(settings), timeout_s=90)
+        wait_for(
+            lambda: _tracker_ready(settings),
+            timeout_s=90,
+            explain=lambda: f"tracker port holders: {port_holders(settings.tracker_port)}",
+        )
         yield settings, supervisor, receiver, hook
 
 

@@ -21,6 +21,7 @@ import pytest
 from pydantic import SecretStr
 
 from docstreams_dev.servers.callback_receiver import Receiver, receiving
+from docstreams_dev.stack.process import port_holders
 from streams.adapters.callbacks import IDEMPOTENCY_HEADER
 from streams.pipeline import DOCUMENT_PARTITIONS
 from streams.producer import submit
@@ -109,9 +110,23 @@ def two_trackers(
         running_apps(settings, replicas={"tracker": 2}) as supervisor,
     ):
         # Both up, and the group settled with the partitions split between them.
-        wait_for(lambda: all(_ready(r) for r in replicas), timeout_s=120)
-        wait_for(lambda: sorted(_owned(replicas[0]) | _owned(replicas[1]))
-                 == list(range(DOCUMENT_PARTITIONS)), timeout_s=120)  # fmt: skip
+        ports = (settings.tracker_port, settings.tracker_port + 1)
+        wait_for(
+            lambda: all(_ready(r) for r in replicas),
+            timeout_s=120,
+            explain=lambda: (
+                f"ready: {[_ready(r) for r in replicas]}, port holders: "
+                f"{[port_holders(p) for p in ports]}"
+            ),
+        )
+        wait_for(
+            lambda: (
+                sorted(_owned(replicas[0]) | _owned(replicas[1]))
+                == list(range(DOCUMENT_PARTITIONS))
+            ),
+            timeout_s=120,
+            explain=lambda: f"owned: {[sorted(_owned(r)) for r in replicas]}",
+        )
         yield settings, supervisor, replicas, receiver, hook
 
 

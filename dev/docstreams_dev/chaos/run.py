@@ -191,6 +191,9 @@ def _both_runs(plan: ChaosPlan, base: Settings, stack: Stack, workdir: Path) -> 
         "tracker_replicas": plan.tracker_replicas,
         **compare(snapshot(reference_settings), snapshot(chaos_settings)),
         "incomplete": sorted(d for d, p in progress.items() if p.completed is None),
+        "where_incomplete_stopped": {
+            d: _where_stopped(p) for d, p in progress.items() if p.completed is None
+        },
         "edited": sorted(edits or {}),
         "kills": len(schedule.kills) + len(edit_schedule.kills),
         "kills_in_edit_round": len(edit_schedule.kills),
@@ -202,6 +205,20 @@ def _both_runs(plan: ChaosPlan, base: Settings, stack: Stack, workdir: Path) -> 
         **redone_work(chaos_settings),
         **(plan.inspect(chaos_settings) if plan.inspect else {}),
         "seed": plan.seed,
+    }
+
+
+def _where_stopped(progress: DocumentProgress) -> dict[str, Any]:
+    """How far an incomplete document got, as its events told the follower: which windows
+    each stage finished, of how many, and any failure."""
+    state = progress.state
+    return {
+        "phase": state.phase.value,
+        "version": (state.version or "")[:12],
+        "window_count": state.window_count,
+        "unchanged_windows": state.unchanged_windows,
+        "windows_done": state.windows_done,
+        "failure": progress.failure.reason if progress.failure else None,
     }
 
 

@@ -1,8 +1,17 @@
-"""Free loopback ports for private stacks (tests, benchmarks, chaos runs) beside a dev stack."""
+"""Free loopback ports for private stacks (tests, benchmarks, chaos runs) beside a dev stack.
+
+A port is chosen well before a server binds it: a tracker's port when the test session starts,
+though the tracker starts minutes later. So ports are drawn below the kernel's ephemeral range,
+which neither an outgoing connection nor a ``bind(0)`` (a test's HTTP server, a client) ever
+takes. A port from ``bind(0)`` was taken once that way (a CI run: the tracker's port held by
+another listener, the tracker unable to start).
+"""
 
 from __future__ import annotations
 
+import random
 import socket
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -29,34 +38,49 @@ def private_stack_settings(state_dir: Path, **overrides: Any) -> Settings:
     """
     with ExitStack() as held:
 
-        def bind(port: int) -> int:
+        def hold(port: int) -> bool:
             sock = held.enter_context(socket.socket())
-            sock.bind(("127.0.0.1", port))
-            chosen: int = sock.getsockname()[1]
-            return chosen
-
-        raft = None
-        for _ in range(100):
-            candidate = bind(0)
             try:
-                bind(candidate + 1)
+                sock.bind(("127.0.0.1", port))
             except OSError:
-                continue
-            raft = candidate
-            break
-        if raft is None:
-            raise RuntimeError("no two adjacent free loopback ports found")
-        ports: dict[str, Any] = {name: bind(0) for name in _SINGLE_PORTS}
+                return False
+            return True
+
+        candidates = _fixed_port_candidates()
+        raft = next(p for p in candidates if hold(p) and hold(p + 1))
+        ports: dict[str, Any] = {
+            name: next(p for p in candidates if hold(p)) for name in _SINGLE_PORTS
+        }
     return Settings(state_dir=state_dir, weaviate_raft_port=raft, **ports, **overrides)
 
 
 def free_port_block(size: int) -> int:
     """A free loopback port with ``size - 1`` free ports after it (`run all` numbers its
     apps' metrics ports from it)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base: int = s.getsockname()[1]
-        if base + size < 65535 and all(port_free(base + i) for i in range(size)):
-            return base
-    raise RuntimeError("no block of free ports")
+    return next(
+        base
+        for base in _fixed_port_candidates(size)
+        if all(port_free(base + i) for i in range(size))
+    )
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The ports the kernel hands out to outgoing connections and ``bind(0)``."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default; macOS's range (49152-) starts above it
+    return low, high
+
+
+def _fixed_port_candidates(size: int = 2, tries: int = 500) -> Iterator[int]:
+    """Random ports (with ``size - 1`` after each) between 10000 and the ephemeral range;
+    above it where that range starts too low to leave room."""
+    low, high = ephemeral_port_range()
+    floor, ceiling = (10_000, low - size) if low - size > 12_000 else (high + 1, 65_535 - size)
+    if ceiling <= floor:
+        raise RuntimeError(f"no room for fixed ports beside the ephemeral range {low}-{high}")
+    draw = random.SystemRandom()
+    for _ in range(tries):
+        yield draw.randrange(floor, ceiling)
+    raise RuntimeError(f"no free loopback ports found between {floor} and {ceiling}")

@@ -106,6 +106,19 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+def port_holders(port: int) -> str:
+    """Who holds a loopback TCP port, for a test's failure message ("nobody" if no one)."""
+    holders = set()
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.laddr and conn.laddr.port == port:
+            try:
+                who = " ".join(psutil.Process(conn.pid).cmdline()[:6]) if conn.pid else "?"
+            except psutil.Error:
+                who = f"pid {conn.pid}"
+            holders.add(f"{conn.status} pid={conn.pid} {who}")
+    return "; ".join(sorted(holders)) or "nobody"
+
+
 def port_open(port: int, host: str = "127.0.0.1", timeout_s: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
