@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 import psutil
 
-from bench.processes import app_name, ready, sampling_every, wait_until
+from bench.processes import app_name, ready, sampling_every, stage_transactions, wait_until
 from bench.run import CACHE, FULLREFMAN, ensure_packages, large_pdf, page_slice
 from docstreams_dev.servers.openai_server import EmbeddingsApi, serving
 from docstreams_dev.stack import Stack
@@ -249,17 +249,21 @@ def run_docstreams(settings: Settings, files: list[Path], timeout_s: float, star
     sampler = TreeSampler({app_name(p): [p] for p in apps} | {"all": apps})
     sampler.sample()
     cpu_before = dict(sampler.cpu)
+    transactions_before = stage_transactions(settings)
     began = time.monotonic()
     with sampler.running():
         submitted = {f.stem: submit(settings, str(f), TENANT, f.stem).submitted_at for f in files}
         ended = follow_all(settings, TENANT, submitted, timeout_s)
     seconds = time.monotonic() - began
+    transactions = {stage: int(counts["transactions"] - transactions_before[stage]["transactions"])
+                    for stage, counts in stage_transactions(settings).items()}  # fmt: skip
     failed = {d: str(p.failure) for d, p in ended.items() if p.completed is None}
     cpu = sum(v - cpu_before.get(pid, 0.0) for pid, v in sampler.cpu.items())
     trees = {k: round(v, 1) for k, v in sampler.peak_mb.items() if k != "all"}
     return {"seconds": round(seconds, 1), "seconds_with_start": round(seconds + start_s, 1),
             "cpu_s": round(cpu, 1), "peak_tree_mb": max(trees.values()), "peak_trees_mb": trees,
-            "peak_all_mb": round(sampler.peak_mb["all"], 1), "failed": failed}  # fmt: skip
+            "peak_all_mb": round(sampler.peak_mb["all"], 1), "failed": failed,
+            "transactions": transactions}  # fmt: skip
 
 
 def run_peer(system: str, settings: Settings, url: str, files: list[Path], state: Path,

@@ -7,9 +7,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 
 def ready(url: str) -> bool:
@@ -109,3 +114,23 @@ class Memory:
     def sampling(self) -> Iterator[Memory]:
         with sampling_every(self.interval_s, self.sample):
             yield self
+
+
+def stage_transactions(settings: Settings) -> dict[str, dict[str, float]]:
+    """Each stage's first replica's Kafka transactions and input records so far, from its
+    /metrics: a transaction costs the client and the broker CPU whatever it holds."""
+    from streams.pipeline import APPS, STAGES
+
+    counts: dict[str, dict[str, float]] = {}
+    for stage in STAGES:
+        url = f"http://127.0.0.1:{(settings.metrics_port or 0) + APPS.index(stage.name)}/metrics"
+        wanted = {"docstreams_transactions": "transactions", "docstreams_records_in": "records"}
+        found = dict.fromkeys(wanted.values(), 0.0)
+        for family in text_string_to_metric_families(httpx.get(url, timeout=10).text):
+            for sample in family.samples:
+                name = wanted.get(family.name)
+                committed = sample.labels.get("outcome", "committed") == "committed"
+                if name and sample.name.endswith("_total") and committed:
+                    found[name] += sample.value
+        counts[stage.name] = found
+    return counts

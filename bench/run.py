@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 import psutil
 
-from bench.processes import Memory
+from bench.processes import Memory, stage_transactions
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -306,6 +306,7 @@ def cpu_per_1000_pages(cpu: dict[str, float], pages: int) -> dict[str, Any]:
 def large_run(stack_settings: Settings, workdir: Path, path: Path, replicas: int,
               servers: dict[str, psutil.Process], profiling: bool) -> dict[str, Any]:  # fmt: skip
     from docstreams_dev.servers.openai_server import EmbeddingsApi, serving
+    from docstreams_dev.stack.ports import free_port_block
 
     api = EmbeddingsApi(fast=True)
     with serving(api) as url:
@@ -317,6 +318,7 @@ def large_run(stack_settings: Settings, workdir: Path, path: Path, replicas: int
                 "openai_base_url": url,
                 "openai_api_key": "sk-bench",
                 "openai_dimensions": 384,
+                "metrics_port": free_port_block(6 * replicas),
             }
         )
         with apps(settings, workdir / "large-apps.log", replicas) as supervisor:
@@ -340,10 +342,12 @@ def large_run(stack_settings: Settings, workdir: Path, path: Path, replicas: int
                 seconds, progress = ingest(settings, path, "large", 3 * 3600, on_update)
                 if profiling:
                     profiler.join()
+            transactions = stage_transactions(settings)
     inputs = sum(len(r) for r in api.requests)
     return {"seconds": seconds, "progress": progress, "memory": memory, "indexed": indexed,
             "chunks": progress.completed.chunks, "embedding_inputs": inputs,
-            "embedding_requests": len(api.requests), "profile": profiled}  # fmt: skip
+            "embedding_requests": len(api.requests), "profile": profiled,
+            "transactions": transactions}  # fmt: skip
 
 
 def local_runs(stack_settings: Settings, workdir: Path, servers: dict[str, psutil.Process],
@@ -551,6 +555,7 @@ def main() -> int:
             "cpu_seconds": memory.cpu_seconds(),
             "cpu_seconds_per_1000_pages": cpu_per_1000_pages(memory.cpu_seconds(), total_pages),
             "profile": large["profile"],
+            "transactions": large["transactions"],
             "parser_child_peak_rss_mb": {
                 n.removesuffix("-parser"): round(v, 1)
                 for n, v in memory.peaks.items()
