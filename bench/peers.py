@@ -55,7 +55,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 import psutil
 
-from bench.processes import app_name, ready, sampling_every, stage_transactions, wait_until
+from bench.processes import (
+    app_name,
+    app_url,
+    ready,
+    sampling_every,
+    stage_transactions,
+    wait_until,
+)
 from bench.run import CACHE, FULLREFMAN, ensure_packages, large_pdf, page_slice
 from docstreams_dev.servers.openai_server import EmbeddingsApi, serving
 from docstreams_dev.stack import Stack
@@ -63,7 +70,7 @@ from docstreams_dev.stack.ports import free_port_block, private_stack_settings
 from streams.adapters import extractors
 from streams.apps import app_processes
 from streams.kafka_clients import admin_client
-from streams.pipeline import APPS, STAGES
+from streams.pipeline import APPS
 from streams.producer import submit
 from streams.progress import follow_all
 from streams.settings import Settings, as_environment
@@ -232,9 +239,7 @@ def docstreams_running(settings: Settings, log: Path) -> Iterator[float]:
     began = time.monotonic()
     supervisor.start_all()
     try:
-        first = settings.metrics_port or 0  # set in main(); the tracker's is its status API's
-        urls = [f"http://127.0.0.1:{first + APPS.index(s.name)}" for s in STAGES]
-        urls.append(f"http://127.0.0.1:{settings.tracker_port}")
+        urls = [app_url(settings, name) for name in APPS]  # METRICS_PORT is set in main()
         wait_until("the apps ready", lambda: all(ready(u) for u in urls), 300, 0.2)
         yield time.monotonic() - began
     finally:

@@ -116,21 +116,37 @@ class Memory:
             yield self
 
 
+def app_url(settings: Settings, app: str) -> str:
+    """An app's endpoints under `run all` (its first replica): METRICS_PORT + its place in
+    APPS; the tracker's are on its status API's port."""
+    from streams.pipeline import APPS, TRACKER_APP
+
+    if app == TRACKER_APP:
+        return f"http://127.0.0.1:{settings.tracker_port}"
+    return f"http://127.0.0.1:{(settings.metrics_port or 0) + APPS.index(app)}"
+
+
+# docstreams' metric families -> the names stage_transactions reports them by.
+_TRANSACTION_FAMILIES = {"docstreams_transactions": "transactions",
+                         "docstreams_records_in": "records"}  # fmt: skip
+
+
 def stage_transactions(settings: Settings) -> dict[str, dict[str, float]]:
     """Each stage's first replica's Kafka transactions and input records so far, from its
     /metrics: a transaction costs the client and the broker CPU whatever it holds."""
-    from streams.pipeline import APPS, STAGES
+    from streams.pipeline import STAGES
 
     counts: dict[str, dict[str, float]] = {}
     for stage in STAGES:
-        url = f"http://127.0.0.1:{(settings.metrics_port or 0) + APPS.index(stage.name)}/metrics"
-        wanted = {"docstreams_transactions": "transactions", "docstreams_records_in": "records"}
-        found = dict.fromkeys(wanted.values(), 0.0)
-        for family in text_string_to_metric_families(httpx.get(url, timeout=10).text):
+        found = dict.fromkeys(_TRANSACTION_FAMILIES.values(), 0.0)
+        text = httpx.get(f"{app_url(settings, stage.name)}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            name = _TRANSACTION_FAMILIES.get(family.name)
+            if name is None:
+                continue
             for sample in family.samples:
-                name = wanted.get(family.name)
                 committed = sample.labels.get("outcome", "committed") == "committed"
-                if name and sample.name.endswith("_total") and committed:
+                if sample.name.endswith("_total") and committed:
                     found[name] += sample.value
         counts[stage.name] = found
     return counts
