@@ -2,7 +2,7 @@
 
 Reads the text of R's reference manual (Debian's r-doc-pdf, 25-page windows as the pipeline
 plans them), then times only the chunker on those windows (process CPU time, best of
-``--repeat``), for each embedder's tokenizer: ``openai`` (tiktoken cl100k_base, what
+``--repeat``), for each embedder's tokenizer: ``openai`` (cl100k_base, bpe-openai's encoder, what
 bench/run.py uses) and ``local`` (MiniLM's WordPiece). Also reports chunks, their tokens (mean
 and max; the capacity is CHUNK_MAX_TOKENS, 200 by default) and the parser's CPU per 1,000 pages
 on the same file, so the chunker's share can be read against it.

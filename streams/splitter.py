@@ -7,7 +7,7 @@ its hits cite that page alone); without one, at the strongest break in the last 
 reach: a line end, a sentence end, a space; failing those, anywhere in its reach, and failing
 that, at the token where the reach ends. The next chunk starts at a word up to ``overlap``
 tokens before the end, within the paragraph the chunk ended in. Each chunk's count is its own
-(what it carries): the embedder counts the chunk as if encoded on its own, for tiktoken by
+(what it carries): the embedder counts the chunk as if encoded on its own, for OpenAI's BPE by
 encoding only its two ends again (streams/adapters/openai_tokens.py); one that the edges of its
 words push past the capacity is cut shorter.
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from streams.adapters.embedders import Embedder, LocalMiniLM, OpenAIEmbedder
+from streams.adapters.openai_tokens import encoding_name, tiktoken_encoding
 from streams.settings import Settings
 from streams.splitter import Piece, TokenSplitter
 
@@ -97,27 +98,27 @@ def test_the_window_is_tokenized_once_and_each_chunk_counted_once(embedder: Embe
 
 
 class _EncodedCharacters:
-    """tiktoken's encoding, counting the characters it is asked to encode."""
+    """The embedder's tokenizer, counting the characters it is asked to encode or count."""
 
-    def __init__(self, encoding: Any) -> None:
-        self.encoding, self.name, self.characters = encoding, encoding.name, 0
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer, self.name, self.characters = tokenizer, tokenizer.name, 0
 
-    def encode_ordinary(self, text: str) -> list[int]:
+    def encode(self, text: str) -> list[int]:
         self.characters += len(text)
-        return list(self.encoding.encode_ordinary(text))
+        return list(self.tokenizer.encode(text))
 
-    def encode_to_numpy(self, text: str, **options: Any) -> Any:
+    def count(self, text: str) -> int:
         self.characters += len(text)
-        return self.encoding.encode_to_numpy(text, **options)
+        return int(self.tokenizer.count(text))
 
 
-def test_tiktoken_counts_a_chunk_by_encoding_only_its_ends_again() -> None:
+def test_openai_tokenizer_counts_a_chunk_by_encoding_only_its_ends_again() -> None:
     embedder = OpenAIEmbedder(Settings())
     text = _text(11)
-    spy = _EncodedCharacters(embedder._encoding)
-    embedder.__dict__["_encoding"] = spy  # the cached property's value
+    spy = _EncodedCharacters(embedder._tokenizer)
+    embedder.__dict__["_tokenizer"] = spy  # the cached property's value
     pieces = TokenSplitter(embedder.token_starts, embedder.count_span, 200, 20).split(text)
-    del embedder.__dict__["_encoding"]
+    del embedder.__dict__["_tokenizer"]
     assert len(pieces) > 10
     assert all(p.tokens == embedder.count_tokens(p.text) for p in pieces)
     chunked = sum(len(p.text) for p in pieces)
@@ -126,32 +127,49 @@ def test_tiktoken_counts_a_chunk_by_encoding_only_its_ends_again() -> None:
     assert spy.characters - len(text) < chunked * 0.25
 
 
-@pytest.mark.parametrize("model", ["text-embedding-3-small", "gpt-4o"])  # cl100k_base, o200k_base
-def test_tiktoken_span_counts_equal_encoding_the_span_on_its_own(model: str) -> None:
-    # Spans cut anywhere, through words, runs of spaces, tabs, line ends, digits, marks,
-    # no-break and ideographic spaces, separators Python counts as spaces and tiktoken does not.
-    embedder = OpenAIEmbedder(Settings(openai_model=model))
+def _awkward_text(rng: random.Random) -> str:
+    # Words, runs of spaces, tabs, line ends, digits, marks, no-break and ideographic spaces,
+    # separators Python counts as spaces and tiktoken does not, special tokens' text.
     parts = [*WORDS, "  ", "\t", "\n", "\n\n", "\r\n", " ", "'s", "²", "Ⅻ", "\u00a0", "\x1c",
-             "a\u0301", "\u200b", "'LL", "ABC", "$$", "\u3000", "١٢٣", "🙂🙂"]  # fmt: skip
+             "a\u0301", "\u200b", "'LL", "ABC", "$$", "\u3000", "١٢٣", "🙂🙂", "<|endoftext|>",
+             "\ud7ff", "ǅ", "ﬁ", "\U0001d400"]  # fmt: skip
+    return "".join(rng.choice(parts) + rng.choice([" ", "", "  ", "\n", " "])
+                   for _ in range(rng.randint(1, 120)))  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["text-embedding-3-small", "gpt-4o"])  # cl100k_base, o200k_base
+def test_openai_span_counts_equal_openais_tiktoken_encoding_the_span_on_its_own(
+    model: str,
+) -> None:
+    # Spans cut anywhere; the expected count is tiktoken's (OpenAI's own tokenizer), so this
+    # also holds the faster encoder the embedder uses to tiktoken's tokens.
+    embedder = OpenAIEmbedder(Settings(openai_model=model))
+    reference = tiktoken_encoding(encoding_name(model))
     rng = random.Random(5)
     checked = 0
     for _ in range(400):
-        text = "".join(rng.choice(parts) + rng.choice([" ", "", "  ", "\n", " "])
-                       for _ in range(rng.randint(1, 120)))  # fmt: skip
+        text = _awkward_text(rng)
+        assert embedder._tokenizer.encode(text) == reference.encode_ordinary(text), text
         starts = embedder.token_starts(text)
         for _ in range(5):
             begin = rng.randrange(len(text))
             end = rng.randint(begin + 1, len(text))
-            expected = embedder.count_tokens(text[begin:end])
+            expected = len(reference.encode_ordinary(text[begin:end]))
+            assert embedder.count_tokens(text[begin:end]) == expected, text[begin:end]
             assert embedder.count_span(text, starts, begin, end) == expected, text[begin:end]
             checked += 1
     assert checked == 2000
 
 
-def test_token_starts_of_tiktoken_agree_with_tiktokens_own_offsets() -> None:
-    embedder = OpenAIEmbedder(Settings())
+@pytest.mark.parametrize("model", ["text-embedding-3-small", "gpt-4o"])
+def test_token_starts_agree_with_tiktokens_own_offsets(model: str) -> None:
+    embedder = OpenAIEmbedder(Settings(openai_model=model))
     # Special tokens' text is ordinary text in a document: counted as encode_ordinary does.
-    text = _text(3, paragraphs=5) + " <|endoftext|> and <|fim_prefix|>"
-    encoding = embedder._encoding
-    _, offsets = encoding.decode_with_offsets(encoding.encode_ordinary(text))
+    text = (
+        _text(3, paragraphs=5)
+        + " <|endoftext|> and <|fim_prefix|> "
+        + _awkward_text(random.Random(8))
+    )
+    reference = tiktoken_encoding(encoding_name(model))
+    _, offsets = reference.decode_with_offsets(reference.encode_ordinary(text))
     assert list(embedder.token_starts(text)) == offsets

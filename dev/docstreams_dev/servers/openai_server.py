@@ -33,7 +33,7 @@ import orjson
 
 from docstreams_dev.servers.http_server import run_server
 from streams.adapters.embedders import LocalMiniLM
-from streams.adapters.openai_tokens import openai_encoding
+from streams.adapters.openai_tokens import tiktoken_encoding
 from streams.adapters.transcribers import LocalWhisper
 from streams.settings import Settings
 
@@ -82,7 +82,7 @@ class EmbeddingsApi:
 
     @cached_property
     def encoding(self) -> Any:
-        return openai_encoding("text-embedding-3-small")
+        return tiktoken_encoding("cl100k_base")  # OpenAI's own tokenizer
 
     def count_tokens(self, text: str) -> int:
         return len(self.encoding.encode_ordinary(text))
