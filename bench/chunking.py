@@ -28,6 +28,7 @@ import orjson
 from streams.adapters import extractors
 from streams.adapters.embedders import Embedder, LocalMiniLM, OpenAIEmbedder
 from streams.chunk import Chunker
+from streams.extract import pages_of
 from streams.messages import ChunkBatch, PageBatch
 from streams.settings import Settings
 
@@ -42,7 +43,7 @@ def windows(path: Path) -> tuple[list[PageBatch], float]:
     batches, cpu = [], time.process_time()
     for n, first in enumerate(range(1, count + 1, WINDOW_PAGES)):
         last = min(first + WINDOW_PAGES - 1, count)
-        pages = extractors.pdf_window("pypdfium2", path, first, last, keep_mb=256)
+        pages = pages_of(extractors.pdf_window("pypdfium2", path, first, last, keep_mb=256))
         batches.append(PageBatch(tenant_id="bench", document_id="refman", version="a" * 64,
                                  window=n + 1, window_count=total, anchor=f"p{first}",
                                  fingerprint="f" * 32, pages=pages,

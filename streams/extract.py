@@ -48,7 +48,7 @@ class Extract:
         self.settings = settings
         self.store = store
         # (path, first, last) -> pages, run in the parser child: importable by name.
-        self.pdf_pages: Callable[[Path, int, int], list[Page]] = functools.partial(
+        self.pdf_pages: Callable[[Path, int, int], list[extractors.PageText]] = functools.partial(
             extractors.pdf_window,
             settings.pdf_backend,
             keep_mb=settings.pdf_reader_keep_mb,
@@ -126,7 +126,7 @@ class Extract:
     def _pdf_pages(self, path: Path, task: ExtractTask) -> list[Page]:
         what = f"extracting pages {task.page_start}-{task.page_end}"
         try:
-            return self._parse(what, self.pdf_pages, path, task.page_start, task.page_end)
+            texts = self._parse(what, self.pdf_pages, path, task.page_start, task.page_end)
         except ResourceLimitExceeded as exc:
             if exc.limit != "memory":
                 raise
@@ -134,7 +134,8 @@ class Extract:
             # windows (see extractors.pdf_window), not of this window: once more in a fresh
             # child that opens the file for it alone. Dying again is this window's doing.
             log.info("%s: over the memory cap with the PDF kept open; once more fresh", what)
-            return self.parser.call(what, self.pdf_pages, path, task.page_start, task.page_end)
+            texts = self.parser.call(what, self.pdf_pages, path, task.page_start, task.page_end)
+        return pages_of(texts)
 
     def _parse(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         self.listener.close()  # one child at a time (see __init__)
@@ -176,6 +177,11 @@ class Extract:
                          start_s=kept[0].start_s, end_s=kept[-1].end_s)
                 )  # fmt: skip
         return pages
+
+
+def pages_of(texts: list[extractors.PageText]) -> list[Page]:
+    """The parser child's page texts as the messages' pages."""
+    return [Page(number=t.number, text=t.text, error=t.error) for t in texts]
 
 
 def window_digest(pages: list[Page]) -> str:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from streams.adapters.sandbox import Limits, Sandbox
+from streams.adapters import extractors
+from streams.adapters.sandbox import Limits, Sandbox, imported_modules
 from streams.errors import PoisonInput, ResourceLimitExceeded
-from tests.pdfs import write_pdf
+from streams.settings import Settings
+from tests.pdfs import numbered_pages, write_pdf
 
 
 def allocate(megabytes: int) -> int:
@@ -118,3 +120,23 @@ def test_a_started_sandbox_has_its_child_and_parsers_ready_before_the_first_call
         assert box.call("checking", child_pid) == started  # the same child, not a new one
     finally:
         box.close()
+
+
+def test_the_parser_child_reads_a_pdf_without_importing_pydantic_or_the_settings(
+    tmp_path: Path,
+) -> None:
+    # The child's imports are resident for its whole life, next to pdfium's memory: pydantic
+    # and the message models would be ~17 MB of it. It returns plain PageText.
+    path = write_pdf(tmp_path / "book.pdf", numbered_pages(3, "harbour"))
+    box = Sandbox.for_parsing(Settings())
+    try:
+        box.start()
+        pages = box.call("a window", extractors.pdf_window, "pypdfium2", path, 2, 3)
+        modules = box.call("its modules", imported_modules)
+    finally:
+        box.close()
+    assert [p.number for p in pages] == [2, 3] and "harbour" in pages[0].text.lower()
+    assert {"pypdfium2", "streams.adapters.extractors"} <= set(modules)
+    heavy = [m for m in modules if m.split(".")[0] == "pydantic"
+             or m in ("streams.messages", "streams.settings")]  # fmt: skip
+    assert heavy == []

@@ -232,14 +232,14 @@ def test_the_bundled_sample_has_its_sentence_on_its_page() -> None:
     assert SAMPLE_SENTENCE in " ".join(page.text.split())
 
 
-def every_page_fails(path: Path, first: int, last: int) -> list[Page]:
-    return [Page(number=n, text="", error="PdfiumError: bad page") for n in range(first, last + 1)]
+def every_page_fails(path: Path, first: int, last: int) -> list[extractors.PageText]:
+    return [extractors.PageText(n, "", "PdfiumError: bad page") for n in range(first, last + 1)]
 
 
-def first_page_fails(path: Path, first: int, last: int) -> list[Page]:
+def first_page_fails(path: Path, first: int, last: int) -> list[extractors.PageText]:
     return [
-        Page(number=first, text="", error="PdfiumError: bad page"),
-        *(Page(number=n, text=f"page {n}") for n in range(first + 1, last + 1)),
+        extractors.PageText(first, "", "PdfiumError: bad page"),
+        *(extractors.PageText(n, f"page {n}") for n in range(first + 1, last + 1)),
     ]
 
 
@@ -297,11 +297,13 @@ class DiesOfMemory:
     def __init__(self, deaths: int) -> None:
         self.deaths, self.calls = deaths, 0
 
-    def call(self, what: str, fn: object, *args: object, **kwargs: object) -> list[Page]:
+    def call(
+        self, what: str, fn: object, *args: object, **kwargs: object
+    ) -> list[extractors.PageText]:
         self.calls += 1
         if self.calls <= self.deaths:
             raise ResourceLimitExceeded("memory", f"{what}: the parser died")
-        return [Page(number=1, text="the text of page one")]
+        return [extractors.PageText(1, "the text of page one")]
 
 
 @pytest.mark.parametrize(("deaths", "outcome"), [(1, "extracted"), (2, "refused")])

@@ -13,12 +13,11 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from streams.adapters.media import sniff_media
 from streams.errors import PoisonInput, ResourceLimitExceeded
 from streams.memory import address_space_mb, release_free_memory, resident_mb
-from streams.messages import Page
 
 PDF = "application/pdf"
 TEXT = "text/plain"
@@ -243,7 +242,17 @@ def _page_bytes(page: Any) -> Iterator[bytes]:
             yield to_unicode.get_object()._data or b""
 
 
-def _pages_pypdfium2(doc: Any, first: int, last: int) -> list[Page]:
+class PageText(NamedTuple):
+    """A page's text as the parser child returns it: plain data, so that the child imports
+    neither pydantic nor the message models (~17 MB of its resident memory); the stage makes a
+    ``messages.Page`` of it."""
+
+    number: int
+    text: str
+    error: str | None = None  # why the page has no text, if it failed
+
+
+def _pages_pypdfium2(doc: Any, first: int, last: int) -> list[PageText]:
     pages = []
     for number in range(first, last + 1):
         try:
@@ -252,9 +261,9 @@ def _pages_pypdfium2(doc: Any, first: int, last: int) -> list[Page]:
             text = textpage.get_text_range()
             textpage.close()
             page.close()
-            pages.append(Page(number=number, text=_clean(text)))
+            pages.append(PageText(number, _clean(text)))
         except Exception as exc:  # one bad page must not sink the window
-            pages.append(Page(number=number, text="", error=f"{type(exc).__name__}: {exc}"))
+            pages.append(PageText(number, "", f"{type(exc).__name__}: {exc}"))
     return pages
 
 
@@ -312,18 +321,18 @@ def _open_pypdf(path: Path) -> Any:
     return reader
 
 
-def _pages_pypdf(reader: Any, first: int, last: int) -> list[Page]:
+def _pages_pypdf(reader: Any, first: int, last: int) -> list[PageText]:
     from pypdf.errors import PyPdfError
 
     pages = []
     for number in range(first, last + 1):
         try:
             text = reader.pages[number - 1].extract_text()
-            pages.append(Page(number=number, text=_clean(text)))
+            pages.append(PageText(number, _clean(text)))
         # PyPdfError includes LimitReachedError: a page over pypdf's own parsing caps (a
         # vector map's content stream) is that page's error, not the window's.
         except (PyPdfError, ValueError, KeyError, TypeError) as exc:
-            pages.append(Page(number=number, text="", error=f"{type(exc).__name__}: {exc}"))
+            pages.append(PageText(number, "", f"{type(exc).__name__}: {exc}"))
     return pages
 
 
@@ -334,7 +343,7 @@ def _close_pypdf(reader: Any) -> None:
 @dataclass(frozen=True)
 class PdfBackend:
     open: Callable[[Path], Any]
-    pages: Callable[[Any, int, int], list[Page]]
+    pages: Callable[[Any, int, int], list[PageText]]
     close: Callable[[Any], None]
 
 
@@ -358,7 +367,7 @@ _open_pdf: _OpenPdf | None = None  # one per process (the parser child): the las
 
 
 def pdf_window(backend: str, path: Path, first: int, last: int, keep_mb: int = 0,
-               close_above_mb: float = float("inf")) -> list[Page]:  # fmt: skip
+               close_above_mb: float = float("inf")) -> list[PageText]:  # fmt: skip
     """The text of pages ``first``..``last`` (1-based, inclusive).
 
     The document stays open for the next window of the same file: reopening a 1 GB PDF

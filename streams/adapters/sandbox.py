@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import resource
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,6 +167,11 @@ def _serve(conn: Connection, limits: Limits) -> None:
                 conn.send(("error", exc))
             except Exception:  # an exception that cannot be pickled: its text still can
                 conn.send(("error", PoisonInput(f"{type(exc).__name__}: {exc}")))
+
+
+def imported_modules() -> list[str]:
+    """What the child has imported: its memory at rest (tests/test_sandbox.py)."""
+    return sorted(sys.modules)
 
 
 def _load_parsers() -> None:
