@@ -90,11 +90,12 @@ def _bpe_openai_bindings() -> Any:
     name = "bpe_openai._bindings"
     if (module := sys.modules.get(name)) is not None:
         return module
+    package = _package_dir()
     found = [path for suffix in importlib.machinery.EXTENSION_SUFFIXES
-             if (path := _package_dir() / f"_bindings{suffix}").exists()]  # fmt: skip
+             if (path := package / f"_bindings{suffix}").exists()]  # fmt: skip
     spec = importlib.util.spec_from_file_location(name, found[0]) if found else None
     if spec is None or spec.loader is None:
-        raise ModuleNotFoundError(f"bpe-openai's extension is not in {_package_dir()}")
+        raise ModuleNotFoundError(f"bpe-openai's extension is not in {package}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     # Registered, so that an import of the package later finds it: PyO3 initialises a module
