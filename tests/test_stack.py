@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import socket
 import time
 import uuid
 from pathlib import Path
 
 import orjson
+import psutil
 import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
@@ -181,6 +183,15 @@ def test_stack_status_json_reports_each_service_healthy_with_pid_and_ports(
     for s in services.values():
         assert s["healthy"] and s["running"] and s["installed"]
         assert isinstance(s["pid"], int) and s["rss_mb"] > 0
+
+
+def test_the_local_broker_runs_with_the_configured_jvm_options(settings: Settings) -> None:
+    result = runner.invoke(stack_app, ["status", "--json"], env=as_environment(settings))
+    kafka = next(s for s in orjson.loads(result.stdout) if s["name"] == "kafka")
+    argv = psutil.Process(kafka["pid"]).cmdline()
+    wanted = shlex.split(settings.kafka_jvm_options)
+    assert wanted == ["-XX:TieredStopAtLevel=1"]  # the default: C1 only
+    assert all(option in argv for option in wanted), argv
 
 
 def test_stack_up_on_a_running_stack_starts_nothing(settings: Settings) -> None:

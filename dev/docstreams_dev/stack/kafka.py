@@ -6,6 +6,7 @@ import base64
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -144,6 +145,7 @@ class KafkaBroker(LocalService):
             tools.require_java(),
             "-Xms128m", f"-Xmx{self.settings.kafka_heap}",
             "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError",
+            *shlex.split(self.settings.kafka_jvm_options),
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self._log4j_path}",
             f"-Dkafka.logs.dir={self.dir / 'logs'}",
