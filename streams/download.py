@@ -327,4 +327,10 @@ def make_stage(settings: Settings) -> Stage[IngestRequest]:
     versions.prepare()
     handler = Download(settings, LocalBlobStore(settings.blob_dir), fetcher, versions)
     handler.parser.start()
-    return Stage(STAGE_SPECS["download"], handler)
+
+    def close() -> None:
+        handler.parser.close()
+        fetcher.close()
+        versions.close()
+
+    return Stage(STAGE_SPECS["download"], handler, close=close)

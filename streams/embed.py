@@ -55,6 +55,11 @@ class Embed:
         self._keys: dict[tuple[str, str], Key] = {}  # this batch's (tenant, text) -> key
         self._in_batch = False
 
+    def close(self) -> None:
+        self.embedder.close()
+        if self.cache is not None:
+            self.cache.close()
+
     # --- the runner's batch ------------------------------------------------------------------
     def prepare(self, batches: Sequence[ChunkBatch]) -> None:
         """Embed all chunks of a runner batch together (full requests, one cache lookup)."""
@@ -195,6 +200,7 @@ def make_stage(settings: Settings) -> BatchStage[ChunkBatch]:
     return BatchStage(
         STAGE_SPECS["embed"],
         embed,
+        close=embed.close,
         prepare=embed.prepare,
         gather_wait_s=settings.embed_gather_wait_s,
     )

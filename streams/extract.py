@@ -198,4 +198,4 @@ def window_digest(pages: list[Page]) -> str:
 def make_stage(settings: Settings) -> Stage[ExtractTask]:
     extract = Extract(settings, LocalBlobStore(settings.blob_dir))
     extract.parser.start()
-    return Stage(STAGE_SPECS["extract"], extract)
+    return Stage(STAGE_SPECS["extract"], extract, close=extract.parser.close)

@@ -37,4 +37,4 @@ class Index:
 def make_stage(settings: Settings) -> Stage[VectorBatch]:
     chunks = ChunkIndex(settings)
     chunks.prepare()
-    return Stage(STAGE_SPECS["index"], Index(chunks))
+    return Stage(STAGE_SPECS["index"], Index(chunks), close=chunks.close)

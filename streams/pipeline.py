@@ -177,6 +177,9 @@ class Stage(Generic[In]):
 
     spec: StageSpec
     handle: Callable[[In], Iterable[Message]]
+    # Releases what the stage holds outside itself (Weaviate and HTTP clients, parser
+    # children); the runner calls it once, after it has left the group.
+    close: Callable[[], None] = lambda: None
 
     @property
     def name(self) -> str:

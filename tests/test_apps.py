@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from streams.cli import app
+from streams.kafka_clients import admin_client
 from streams.pipeline import APPS
 from streams.settings import Settings, as_environment
-from tests.apps_helpers import isolated, running_apps
+from streams.topics import create_topics
+from tests.apps_helpers import free_port_block, isolated, running_apps
 from tests.kafka_helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,3 +62,33 @@ def test_a_malformed_replicas_option_is_a_clear_error() -> None:
     result = CliRunner().invoke(app, ["run", "all", "--replicas", "extract=zero"])
     assert result.exit_code == 1
     assert "expected APP=N" in result.stderr
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("stage", ["download", "index"])
+def test_a_stage_stopped_by_sigterm_closes_its_weaviate_client_and_exits_cleanly(
+    stage: str, stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    settings = isolated(stack_settings, tmp_path_factory, f"close{stage}",
+                        metrics_port=free_port_block(1))  # fmt: skip
+    create_topics(admin_client(settings), settings)
+    env = {**os.environ, **as_environment(settings)}
+    argv = [sys.executable, "-W", "always::ResourceWarning", "-m", "streams", "run", stage]
+    child = subprocess.Popen(argv, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{settings.metrics_port}/readyz"
+        wait_for(lambda: _answers(url), timeout_s=90)  # connected to Weaviate at its start
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 0, stderr
+    assert "was not closed properly" not in stderr  # the Weaviate client's own warning
+    assert "ResourceWarning: unclosed" not in stderr, stderr
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -159,6 +160,24 @@ def test_downstream_unavailable_pauses_and_retries_without_dead_lettering(
     assert sorted(_chunk_docs(topics)) == ["d1", "d2"]
     assert read_topic(topics, "dlq") == []
     assert calls["n"] >= 4  # two refused attempts, then each input once
+
+
+def test_a_stopped_runner_closes_its_stage_once_after_its_consumer(topics: Settings) -> None:
+    consumer_closed_at_close: list[bool] = []
+
+    def close() -> None:
+        try:
+            runner.consumer.assignment()  # RuntimeError once the consumer is closed
+            consumer_closed_at_close.append(False)
+        except RuntimeError:
+            consumer_closed_at_close.append(True)
+
+    stage = dataclasses.replace(chunk_like_stage("test-close", one_chunk_per_page), close=close)
+    _publish(topics, [_page_batch("d1")])
+    with running(stage, topics) as runner:
+        wait_for(lambda: _chunk_docs(topics) == ["d1"])
+        assert consumer_closed_at_close == []  # not while it runs
+    assert consumer_closed_at_close == [True]
 
 
 def test_sigkill_in_the_middle_of_a_transaction_leaves_no_duplicates(

@@ -72,6 +72,10 @@ class Embedder(Protocol):
         the texts' tokens when known (chunks carry theirs), so they are not counted again."""
         ...
 
+    def close(self) -> None:
+        """Release connections (at the stage's stop)."""
+        ...
+
 
 class LocalMiniLM:
     dimensions = 384
@@ -134,6 +138,9 @@ class LocalMiniLM:
         return ort.InferenceSession(
             str(self.model_file()), options, providers=["CPUExecutionProvider"]
         )
+
+    def close(self) -> None:
+        """Nothing to release: the model runs in this process."""
 
     def warm_up(self) -> None:
         """Load the model now (deriving its file on a machine's first start), not in the
@@ -228,6 +235,10 @@ class OpenAIEmbedder:
     def _client(self) -> Any:
         """Made on first use: the chunk stage only counts tokens (the client is ~22 MB)."""
         return openai_client(self._settings)
+
+    def close(self) -> None:
+        if "_client" in self.__dict__:  # made on first use
+            self._client.close()
 
     def count_tokens(self, text: str) -> int:
         return self._tokenizer.count(text)

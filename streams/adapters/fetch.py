@@ -128,6 +128,9 @@ class Fetcher:
             timeout=httpx.Timeout(timeout_s), follow_redirects=False, transport=transport
         )
 
+    def close(self) -> None:
+        self.client.close()
+
     def fetch(self, source: str, partial: PartialDownload) -> Fetched:
         local = self._local_path(source)
         if local is not None:

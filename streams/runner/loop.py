@@ -79,6 +79,7 @@ class Runner(Generic[In]):
     def run(self) -> None:
         start_watchdog(self.stage.name, self.health, self._stop)
         with ExitStack() as resources:
+            resources.callback(self.stage.close)  # last out: after the consumer has left
             config = consumer_config(self.settings, self.group_id)
             self.consumer: Consumer = self._consumer_factory(config)
             # A dynamic member leaves the group here (a fast rebalance); a static one stays a member
