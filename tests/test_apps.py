@@ -13,12 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from streams.cli import app
-from streams.kafka_clients import admin_client
 from streams.pipeline import APPS
 from streams.settings import Settings, as_environment
-from streams.topics import create_topics
 from tests.apps_helpers import free_port_block, isolated, running_apps
-from tests.kafka_helpers import wait_for
+from tests.kafka_helpers import wait_for, with_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,9 +67,8 @@ def test_a_malformed_replicas_option_is_a_clear_error() -> None:
 def test_a_stage_stopped_by_sigterm_closes_its_weaviate_client_and_exits_cleanly(
     stage: str, stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    settings = isolated(stack_settings, tmp_path_factory, f"close{stage}",
-                        metrics_port=free_port_block(1))  # fmt: skip
-    create_topics(admin_client(settings), settings)
+    settings = with_topics(isolated(stack_settings, tmp_path_factory, f"close{stage}",
+                                    metrics_port=free_port_block(1)))  # fmt: skip
     env = {**os.environ, **as_environment(settings)}
     argv = [sys.executable, "-W", "always::ResourceWarning", "-m", "streams", "run", stage]
     child = subprocess.Popen(argv, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
