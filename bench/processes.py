@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -39,6 +40,8 @@ def app_name(proc: psutil.Process) -> str:
     """download/extract/... for an app's process (`streams run <app>`); <app>-parser for its
     parser child (spawned by multiprocessing); ffmpeg; the multiprocessing resource tracker."""
     cmd = proc.cmdline()
+    if not cmd:  # exited, not yet reaped (a parser child killed over its limit)
+        raise psutil.ZombieProcess(proc.pid)
     if "ffmpeg" in cmd[0]:
         return "ffmpeg"
     if "resource_tracker" in " ".join(cmd):
@@ -72,13 +75,15 @@ def sampling_every(interval_s: float, sample: Callable[[], None]) -> Iterator[No
 @dataclass
 class Memory:
     """RSS (peak and over time) and CPU seconds of every process under `run all` (each app, its
-    parser child, ffmpeg) and of the ``servers`` (Kafka, Weaviate), every ``interval_s``."""
+    parser child, ffmpeg) and of the ``servers`` (Kafka, Weaviate), every ``interval_s``. A peak
+    is the kernel's high-water mark of the process (VmHWM), so a rise between two samples
+    counts; only a process killed between two samples takes its last rise with it."""
 
     supervisor: psutil.Process
     servers: dict[str, psutil.Process]
     interval_s: float = 0.5
     began: float = field(default_factory=time.monotonic)
-    peaks: dict[str, float] = field(default_factory=dict)  # process name -> MB
+    peaks: dict[str, float] = field(default_factory=dict)  # process name -> MB (VmHWM)
     cpu: dict[int, tuple[str, float]] = field(default_factory=dict)  # pid -> (name, CPU s)
     series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
@@ -90,10 +95,11 @@ class Memory:
                 name = self._name(proc)
                 rss = proc.memory_info().rss / 2**20
                 seen[name] = max(seen.get(name, 0.0), rss)  # replicas: the largest
+                peak = max(rss, high_water_mb(proc.pid))
+                self.peaks[name] = max(self.peaks.get(name, 0.0), peak)
                 times = proc.cpu_times()
                 self.cpu[proc.pid] = (name, times.user + times.system)
         for name, rss in seen.items():
-            self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
             self.series.setdefault(name, []).append((now, rss))
 
     def cpu_seconds(self) -> dict[str, float]:
@@ -150,3 +156,27 @@ def stage_transactions(settings: Settings) -> dict[str, dict[str, float]]:
                     found[name] += sample.value
         counts[stage.name] = found
     return counts
+
+
+def counter_by_label(settings: Settings, app: str, family: str, label: str) -> dict[str, float]:
+    """One counter of an app's first replica's /metrics, summed by one of its labels."""
+    totals: dict[str, float] = {}
+    text = httpx.get(f"{app_url(settings, app)}/metrics", timeout=10).text
+    for found in text_string_to_metric_families(text):
+        if found.name == family:
+            for sample in found.samples:
+                if sample.name.endswith("_total"):
+                    key = sample.labels.get(label, "")
+                    totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
+
+
+def high_water_mb(pid: int) -> float:
+    """The most resident memory process ``pid`` has had (VmHWM); 0 where /proc has none."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0

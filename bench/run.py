@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 import psutil
 
-from bench.processes import Memory, stage_transactions
+from bench.processes import Memory, counter_by_label, stage_transactions
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -343,11 +343,14 @@ def large_run(stack_settings: Settings, workdir: Path, path: Path, replicas: int
                 if profiling:
                     profiler.join()
             transactions = stage_transactions(settings)
+            over_memory = counter_by_label(
+                settings, "extract", "docstreams_parser_over_memory", "then"
+            )
     inputs = sum(len(r) for r in api.requests)
     return {"seconds": seconds, "progress": progress, "memory": memory, "indexed": indexed,
             "chunks": progress.completed.chunks, "embedding_inputs": inputs,
             "embedding_requests": len(api.requests), "profile": profiled,
-            "transactions": transactions}  # fmt: skip
+            "transactions": transactions, "parser_over_memory": over_memory}  # fmt: skip
 
 
 def local_runs(stack_settings: Settings, workdir: Path, servers: dict[str, psutil.Process],
@@ -556,6 +559,7 @@ def main() -> int:
             "cpu_seconds_per_1000_pages": cpu_per_1000_pages(memory.cpu_seconds(), total_pages),
             "profile": large["profile"],
             "transactions": large["transactions"],
+            "parser_over_memory": large["parser_over_memory"],
             "parser_child_peak_rss_mb": {
                 n.removesuffix("-parser"): round(v, 1)
                 for n, v in memory.peaks.items()

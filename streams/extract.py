@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from streams import metrics
 from streams.adapters import extractors, media
 from streams.adapters.blobstore import LocalBlobStore
 from streams.adapters.media import MEDIA_TYPES
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+STAGE = STAGE_SPECS["extract"].name
 
 
 # The open PDF is closed after a window once the child's address space passes this share of its
@@ -54,6 +56,10 @@ class Extract:
             keep_mb=settings.pdf_reader_keep_mb,
             # Deep in a long PDF the open document's page list alone is most of the cap.
             close_above_mb=settings.parser_memory_mb * PDF_KEEP_SHARE_OF_CAP,
+        )
+        # The same, closing the PDF after each call: for reading a window page by page.
+        self.pdf_pages_alone: Callable[[Path, int, int], list[extractors.PageText]] = (
+            functools.partial(extractors.pdf_window, settings.pdf_backend, keep_mb=0)
         )
         # Parsers run in a child process under memory and time limits (a hostile file kills
         # only the child); plain text is read here, in bounded byte windows.
@@ -132,10 +138,43 @@ class Extract:
                 raise
             # The child may have died of what the PDF it kept open had cached over earlier
             # windows (see extractors.pdf_window), not of this window: once more in a fresh
-            # child that opens the file for it alone. Dying again is this window's doing.
+            # child that opens the file for it alone.
             log.info("%s: over the memory cap with the PDF kept open; once more fresh", what)
-            texts = self.parser.call(what, self.pdf_pages, path, task.page_start, task.page_end)
+            metrics.PARSER_OVER_MEMORY.labels(STAGE, "fresh").inc()
+            try:
+                texts = self.parser.call(what, self.pdf_pages, path, task.page_start, task.page_end)
+            except ResourceLimitExceeded as again:
+                if again.limit != "memory" or task.page_start == task.page_end:
+                    raise
+                # Over it fresh too: the window's own pages. A vector drawing of a few hundred
+                # thousand paths takes pdfium ~200 MB by itself (docs/benchmarks.md), so read
+                # each page alone; only a page that cannot be read within the cap is lost.
+                log.info("%s: over the memory cap fresh; page by page", what)
+                metrics.PARSER_OVER_MEMORY.labels(STAGE, "page_by_page").inc()
+                texts = self._pdf_pages_one_by_one(path, task)
+                if all(t.error for t in texts):
+                    raise again from None
         return pages_of(texts)
+
+    def _pdf_pages_one_by_one(self, path: Path, task: ExtractTask) -> list[extractors.PageText]:
+        """Each page of the window alone, the PDF closed after each; a page over the memory cap
+        is tried once more in a fresh child (the kill gives one), then recorded as a page
+        error that names the limit."""
+        texts: list[extractors.PageText] = []
+        for number in range(task.page_start, task.page_end + 1):
+            what = f"extracting page {number}"
+            for attempt in (1, 2):
+                try:
+                    texts += self.parser.call(what, self.pdf_pages_alone, path, number, number)
+                    break
+                except ResourceLimitExceeded as exc:
+                    if exc.limit != "memory":
+                        raise
+                    if attempt == 2:
+                        log.warning("%s/%s: %s", task.tenant_id, task.document_id, exc)
+                        metrics.PARSER_OVER_MEMORY.labels(STAGE, "page_lost").inc()
+                        texts.append(extractors.PageText(number, "", str(exc)))
+        return texts
 
     def _parse(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         self.listener.close()  # one child at a time (see __init__)

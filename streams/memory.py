@@ -9,11 +9,13 @@ from functools import cache
 from pathlib import Path
 
 
-def resident_mb() -> float:
-    """This process's resident memory, from /proc (infinite where there is none: never keep)."""
+def resident_mb(pid: int | None = None) -> float:
+    """This process's resident memory (or process ``pid``'s), from /proc (infinite where there
+    is none: never keep)."""
     try:
-        resident_pages = int(Path("/proc/self/statm").read_bytes().split()[1])
-    except OSError:
+        statm = Path(f"/proc/{pid or 'self'}/statm").read_bytes()
+        resident_pages = int(statm.split()[1])
+    except (OSError, IndexError, ValueError):
         return float("inf")
     return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 

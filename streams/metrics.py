@@ -59,6 +59,13 @@ TOKENS = Counter("docstreams_embedding_tokens_total", "Tokens sent to the embedd
 OBJECTS = Counter(
     "docstreams_weaviate_objects_written_total", "Objects Weaviate acknowledged.", ["stage"]
 )
+PARSER_OVER_MEMORY = Counter(
+    "docstreams_parser_over_memory_total",
+    "PDF windows whose parser child went over its memory limit, by what was done next: fresh "
+    "(read again in a fresh child), page_by_page (over it fresh too), page_lost (one page over "
+    "it alone: a page error).",
+    ["stage", "then"],
+)
 # What an edit cost: an edited document's unchanged windows and chunks are not processed again.
 WINDOWS_EXTRACTED = Counter(
     "docstreams_windows_extracted_total",

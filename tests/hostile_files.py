@@ -33,6 +33,36 @@ def flate_bomb_pdf(path: Path, decoded_mb: int = 2048) -> Path:
     return _write_pdf(path, objects)
 
 
+def drawing_heavy_pdf(path: Path, drawn_page: int, paths: int, pages: int = 3) -> Path:
+    """``pages`` pages that each say "Page N of the drawing record." and, on ``drawn_page``, a
+    vector drawing of ``paths`` short lines under its text: what a plotted figure looks like to
+    a parser (pdfium builds every path object of a page before its text can be read)."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>"
+        % (b" ".join(b"%d 0 R" % (4 + 2 * n) for n in range(pages)), pages),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    for number in range(1, pages + 1):
+        content = b"BT /F1 12 Tf 72 720 Td (Page %d of the drawing record.) Tj ET\n" % number
+        if number == drawn_page:
+            content += b"".join(
+                b"%d %d m %d %d l S\n" % (i % 600, i // 600 % 700, i % 600 + 1, i // 600 % 700 + 1)
+                for i in range(paths)
+            )
+        stream = zlib.compress(content, 6)
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+            b"/Resources << /Font << /F1 3 0 R >> >> >>" % (5 + 2 * (number - 1))
+        )
+        objects.append(
+            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream)
+            + stream
+            + b"\nendstream"
+        )
+    return _write_pdf(path, objects)
+
+
 def page_tree_loop_pdf(path: Path) -> Path:
     """A page tree whose Pages node lists itself among its kids (an endless descent)."""
     objects = [

@@ -13,10 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from streams.cli import app
+from streams.fold import decode_tracked
+from streams.messages import DocumentDeleted
 from streams.pipeline import APPS
+from streams.producer import request_delete
 from streams.settings import Settings, as_environment
-from tests.apps_helpers import free_port_block, isolated, running_apps
-from tests.kafka_helpers import wait_for, with_topics
+from tests.apps_helpers import TENANT, free_port_block, isolated, running_apps
+from tests.kafka_helpers import read_topic, wait_for, with_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,6 +78,31 @@ def test_a_stage_stopped_by_sigterm_closes_its_weaviate_client_and_exits_cleanly
     try:
         url = f"http://127.0.0.1:{settings.metrics_port}/readyz"
         wait_for(lambda: _answers(url), timeout_s=90)  # connected to Weaviate at its start
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 0, stderr
+    assert "was not closed properly" not in stderr  # the Weaviate client's own warning
+    assert "ResourceWarning: unclosed" not in stderr, stderr
+
+
+@pytest.mark.stack
+def test_the_tracker_stopped_by_sigterm_closes_its_weaviate_client_and_exits_cleanly(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    settings = with_topics(isolated(stack_settings, tmp_path_factory, "closetracker",
+                                    tracker_port=free_port_block(1)))  # fmt: skip
+    env = {**os.environ, **as_environment(settings)}
+    argv = [sys.executable, "-W", "always::ResourceWarning", "-m", "streams", "run", "tracker"]
+    child = subprocess.Popen(argv, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{settings.tracker_port}/readyz"), 120)
+        # A delete makes the tracker remove the document's objects: its Weaviate client connects.
+        request_delete(settings, TENANT, "gone")
+        wait_for(lambda: any(isinstance(m, DocumentDeleted) and m.document_id == "gone"
+                             for m in map(decode_tracked, read_topic(settings, "events"))),
+                 timeout_s=90)  # fmt: skip
         child.send_signal(signal.SIGTERM)
         _, stderr = child.communicate(timeout=60)
     finally:

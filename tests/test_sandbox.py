@@ -12,6 +12,7 @@ import pytest
 from streams.adapters import extractors
 from streams.adapters.sandbox import Limits, Sandbox, imported_modules
 from streams.errors import PoisonInput, ResourceLimitExceeded
+from streams.memory import resident_mb
 from streams.settings import Settings
 from tests.pdfs import numbered_pages, write_pdf
 
@@ -58,6 +59,47 @@ def test_an_allocation_over_the_memory_limit_is_a_resource_limit_and_the_next_ca
     with pytest.raises(ResourceLimitExceeded, match=r"resource_limit: memory: a bomb needed more"):
         sandbox.call("a bomb", allocate, 2048)
     assert sandbox.call("a small allocation", allocate, 8) == 8 * 2**20
+
+
+def hold(megabytes: int, seconds: float) -> int:
+    """Touches ``megabytes`` MB (resident, not only reserved) and keeps them ``seconds``."""
+    import time
+
+    held = b"\x01" * (megabytes * 2**20)
+    time.sleep(seconds)
+    return len(held)
+
+
+def own_resident_mb() -> float:
+    return resident_mb()
+
+
+def _resident_of_a_child() -> int:
+    """With this module imported in it, as calls of its functions do."""
+    box = Sandbox(Limits(memory_mb=1024, seconds=20.0, decoded_stream_mb=16))
+    try:
+        return int(box.call("its resident memory", own_resident_mb))
+    finally:
+        box.close()
+
+
+def test_a_call_over_the_resident_budget_is_killed_while_it_runs_and_the_next_call_works() -> None:
+    # The child's own start (this test module's imports) plus 64 MB. The address-space cap
+    # would allow the big hold: only the parent's watch on resident memory stops it.
+    budget = _resident_of_a_child() + 64
+    box = Sandbox(Limits(memory_mb=1024, seconds=20.0, decoded_stream_mb=16, resident_mb=budget))
+    try:
+        before = box.call("a pid", child_pid)
+        assert box.call("a small hold", hold, 16, 0.2) == 16 * 2**20  # under the budget
+        with pytest.raises(
+            ResourceLimitExceeded,
+            match=rf"resource_limit: memory: a big hold needed more than {budget} MB resident",
+        ):
+            box.call("a big hold", hold, 200, 15.0)
+        assert box.call("a pid", child_pid) != before  # a fresh child
+        assert box.call("a small hold", hold, 16, 0.2) == 16 * 2**20
+    finally:
+        box.close()
 
 
 def test_a_call_over_the_time_limit_is_killed(sandbox: Sandbox) -> None:

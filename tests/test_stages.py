@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 import zipfile
 from collections import Counter
@@ -32,9 +33,11 @@ from streams.messages import (
     VectorBatch,
     WindowChunked,
     WindowEmbedded,
+    WindowExtracted,
     content_key,
 )
 from streams.settings import Settings
+from tests.hostile_files import drawing_heavy_pdf
 from tests.pdfs import ROOT, SAMPLE, SAMPLE_PAGE, SAMPLE_SENTENCE, numbered_pages, write_pdf
 
 VERSION = "a1" * 32
@@ -289,6 +292,32 @@ def test_another_file_or_a_replaced_one_is_opened_afresh(tmp_path: Path, no_open
     replacement.replace(other)  # same path, another file
     (page,) = extractors.pdf_window("pypdfium2", other, 1, 1, keep_mb=100_000)
     assert "orchard" in page.text
+
+
+def test_a_pdf_page_over_the_resident_budget_alone_is_a_page_error_and_its_window_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Page 2 is a drawing of 600,000 lines (pdfium: ~150 MB); the child may hold 96 MB. The
+    window fails kept open and fresh, then page by page: only page 2 is lost, and it says why."""
+    pdf = drawing_heavy_pdf(tmp_path / "atlas.pdf", drawn_page=2, paths=600_000)
+    settings = _settings(tmp_path, parser_resident_mb=96)
+    (task,) = [o for o in _download(tmp_path, pdf) if isinstance(o, ExtractTask)]
+    extract = Extract(settings, LocalBlobStore(settings.blob_dir))
+    try:
+        batch, done = extract(task)
+    finally:
+        extract.parser.close()
+    assert isinstance(batch, PageBatch) and isinstance(done, WindowExtracted)
+    assert [(p.number, p.text) for p in batch.pages if not p.error] == [
+        (1, "Page 1 of the drawing record."),
+        (3, "Page 3 of the drawing record."),
+    ]
+    (lost,) = [p for p in batch.pages if p.error]
+    assert lost.number == 2 and lost.text == ""
+    assert lost.error is not None and re.search(
+        r"resource_limit: memory: extracting page 2 needed more than 96 MB resident", lost.error
+    )
+    assert done.failed_pages == 1
 
 
 class DiesOfMemory:

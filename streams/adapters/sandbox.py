@@ -1,11 +1,14 @@
 """Parsing strangers' files in a child process that may die without taking the stage with it.
 
-The child runs under an address-space limit (RLIMIT_AS) and each call under a deadline. A
-decompression bomb, an object-stream loop or a pathological page then ends as
-``ResourceLimitExceeded`` (which limit, what was being parsed) for that one input — dead-lettered
-with ``reason: resource_limit: …`` — and a fresh child serves the next input. The child is kept
-between calls (starting one costs about a second of imports), so the price in the normal case is
-one pickle of the call and its result.
+The child runs under an address-space limit (RLIMIT_AS), under a resident-memory budget that
+the parent watches while a call runs (what a pod's memory limit counts: the stage and its child
+must fit under it together, or the kernel kills the pod and the batch is redone forever), and
+each call under a deadline. A decompression bomb, an object-stream loop or a pathological page
+then ends as ``ResourceLimitExceeded`` (which limit, what was being parsed) for that one input —
+dead-lettered with ``reason: resource_limit: …`` unless the caller can do with less of it (the
+extract stage reads a PDF window page by page) — and a fresh child serves the next input. The
+child is kept between calls (starting one costs about a second of imports), so the price in the
+normal case is one pickle of the call and its result.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import resource
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from streams.errors import PoisonInput, ResourceLimitExceeded
+from streams.memory import resident_mb
 
 if TYPE_CHECKING:  # the parser child imports this module: the settings stay out of it (~5 MB)
     from streams.settings import ParseSettings
@@ -31,12 +36,17 @@ if TYPE_CHECKING:  # the parser child imports this module: the settings stay out
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# How often the parent reads the child's resident memory while a call runs. pdfium parsing a
+# vector-heavy page grows ~100 MB/s (measured), so the budget is overshot by a few MB at most.
+RESIDENT_CHECK_S = 0.02
+
 
 @dataclass(frozen=True)
 class Limits:
     memory_mb: int  # address space of the child process
     seconds: float  # per call
     decoded_stream_mb: int  # pypdf's own caps on one decompressed stream
+    resident_mb: int | None = None  # resident memory of the child, watched by the parent
 
 
 class Sandbox:
@@ -47,6 +57,7 @@ class Sandbox:
                 memory_mb=settings.parser_memory_mb,
                 seconds=settings.parser_timeout_s,
                 decoded_stream_mb=settings.pdf_max_decoded_stream_mb,
+                resident_mb=settings.parser_resident_mb,
             )
         )
 
@@ -77,13 +88,11 @@ class Sandbox:
         """``fn(*args)`` in the child (``fn`` must be importable by name); its result or its
         exception, or ResourceLimitExceeded if the child ran out of memory or time (``seconds``,
         default: the limits')."""
-        deadline = seconds or self.limits.seconds
+        limit_s = seconds or self.limits.seconds
         with self._lock:
             conn = self._connection()
             conn.send((fn, args))
-            if not conn.poll(deadline):
-                self._kill()
-                raise ResourceLimitExceeded("time", f"{what} took longer than {deadline:g}s")
+            self._wait_for_result(conn, what, limit_s)
             try:
                 status, payload = conn.recv()
             except (EOFError, OSError):
@@ -108,6 +117,27 @@ class Sandbox:
     def close(self) -> None:
         with self._lock:
             self._kill()
+
+    def _wait_for_result(self, conn: Connection, what: str, limit_s: float) -> None:
+        """Until the child answers (or dies): killed past the deadline, or as soon as its
+        resident memory passes the budget."""
+        budget = self.limits.resident_mb
+        if budget is None:
+            if not conn.poll(limit_s):
+                self._kill()
+                raise ResourceLimitExceeded("time", f"{what} took longer than {limit_s:g}s")
+            return
+        deadline = time.monotonic() + limit_s
+        while not conn.poll(min(RESIDENT_CHECK_S, max(0.0, deadline - time.monotonic()))):
+            # inf: no /proc, or the child is gone (its end of the pipe then reads as EOF)
+            if budget < resident_mb(self._process.pid) < float("inf"):
+                self._kill()
+                raise ResourceLimitExceeded(
+                    "memory", f"{what} needed more than {budget} MB resident (PARSER_RESIDENT_MB)"
+                )
+            if time.monotonic() >= deadline:
+                self._kill()
+                raise ResourceLimitExceeded("time", f"{what} took longer than {limit_s:g}s")
 
     def _connection(self) -> Connection:
         if self._process is not None and self._process.is_alive() and self._conn is not None:

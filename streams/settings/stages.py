@@ -190,7 +190,16 @@ class ParseSettings(Section):
         default=1024,
         ge=128,
         description="Address-space limit of the child process that parses PDFs, HTML and DOCX "
-        "(page counts in download, text in extract); over it: resource_limit in the DLQ.",
+        "(page counts in download, text in extract); over it: resource_limit in the DLQ (a PDF "
+        "window: as over PARSER_RESIDENT_MB).",
+    )
+    parser_resident_mb: int = Field(
+        default=384,
+        ge=64,
+        description="Resident memory the parser child may reach while it parses; the stage "
+        "kills it there. A PDF window over it is read again in a fresh child, then page by "
+        "page; a page over it alone becomes a page error (resource_limit), the rest of the "
+        "document goes on. The stage (~65 MB) and this must fit under the pod's memory limit.",
     )
     parser_timeout_s: float = Field(
         default=120.0, gt=0, description="Longest one parse (a page count, one window) may take."

@@ -108,7 +108,7 @@ def _faust_app(settings: Settings) -> faust.App:
     )
 
 
-def build_app(settings: Settings) -> faust.App:
+def build_app(settings: Settings, effects: Effects | None = None) -> faust.App:
     app = _faust_app(settings)
     sources = app.topic(
         *(topic_name(settings, key) for key in TRACKER_INPUTS), key_type=bytes, value_type=bytes
@@ -123,7 +123,7 @@ def build_app(settings: Settings) -> faust.App:
     table = app.tables.add(DocumentTable(app, name=TRACKER_TABLE, beacon=app.tables.beacon,
                                          partitions=DOCUMENT_PARTITIONS, key_type=str,
                                          value_type=bytes, use_partitioner=True))  # fmt: skip
-    documents = Documents(app, table, outputs, Effects(settings))
+    documents = Documents(app, table, outputs, effects or Effects(settings))
     start_agents(app, documents, settings, sources)
     start_sweeps(app, documents, settings)
     start_api(app, documents, settings)
@@ -134,5 +134,8 @@ def run_tracker(settings: Settings) -> None:
     from faust.worker import Worker
 
     import_legacy_states(settings)  # before faust recovers the table from its changelog
-    app = build_app(settings)
-    Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()
+    effects = Effects(settings)
+    try:
+        Worker(build_app(settings, effects), loglevel="INFO", quiet=True).execute_from_commandline()
+    finally:  # after the worker has stopped: no effect is running any more
+        effects.close()

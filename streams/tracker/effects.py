@@ -44,6 +44,9 @@ class Effects:
         self.index = ChunkIndex(settings)
         self.blobs = LocalBlobStore(settings.blob_dir)
 
+    def close(self) -> None:
+        self.index.close()
+
     def carry_out(self, action: Action, state: DocumentState) -> list[Fact]:
         match action:
             case CheckCompletion():
