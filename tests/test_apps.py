@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -72,19 +73,11 @@ def test_a_stage_stopped_by_sigterm_closes_its_weaviate_client_and_exits_cleanly
 ) -> None:
     settings = with_topics(isolated(stack_settings, tmp_path_factory, f"close{stage}",
                                     metrics_port=free_port_block(1)))  # fmt: skip
-    env = {**os.environ, **as_environment(settings)}
-    argv = [sys.executable, "-W", "always::ResourceWarning", "-m", "streams", "run", stage]
-    child = subprocess.Popen(argv, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    try:
-        url = f"http://127.0.0.1:{settings.metrics_port}/readyz"
-        wait_for(lambda: _answers(url), timeout_s=90)  # connected to Weaviate at its start
-        child.send_signal(signal.SIGTERM)
-        _, stderr = child.communicate(timeout=60)
-    finally:
-        child.kill()
-    assert child.returncode == 0, stderr
-    assert "was not closed properly" not in stderr  # the Weaviate client's own warning
-    assert "ResourceWarning: unclosed" not in stderr, stderr
+
+    def connected() -> None:  # to Weaviate at its start
+        wait_for(lambda: _answers(f"http://127.0.0.1:{settings.metrics_port}/readyz"), 90)
+
+    _assert_stops_cleanly_on_sigterm(settings, stage, connected)
 
 
 @pytest.mark.stack
@@ -93,16 +86,28 @@ def test_the_tracker_stopped_by_sigterm_closes_its_weaviate_client_and_exits_cle
 ) -> None:
     settings = with_topics(isolated(stack_settings, tmp_path_factory, "closetracker",
                                     tracker_port=free_port_block(1)))  # fmt: skip
-    env = {**os.environ, **as_environment(settings)}
-    argv = [sys.executable, "-W", "always::ResourceWarning", "-m", "streams", "run", "tracker"]
-    child = subprocess.Popen(argv, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    try:
+
+    def connected() -> None:
         wait_for(lambda: _answers(f"http://127.0.0.1:{settings.tracker_port}/readyz"), 120)
         # A delete makes the tracker remove the document's objects: its Weaviate client connects.
         request_delete(settings, TENANT, "gone")
         wait_for(lambda: any(isinstance(m, DocumentDeleted) and m.document_id == "gone"
                              for m in map(decode_tracked, read_topic(settings, "events"))),
                  timeout_s=90)  # fmt: skip
+
+    _assert_stops_cleanly_on_sigterm(settings, "tracker", connected)
+
+
+def _assert_stops_cleanly_on_sigterm(
+    settings: Settings, app_name: str, until_connected: Callable[[], None]
+) -> None:
+    """``streams run <app_name>``, once ``until_connected()`` returns, stopped by SIGTERM: exit
+    0 and no ResourceWarning on its stderr."""
+    env = {**os.environ, **as_environment(settings)}
+    argv = [sys.executable, "-W", "always::ResourceWarning", "-m", "streams", "run", app_name]
+    child = subprocess.Popen(argv, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        until_connected()
         child.send_signal(signal.SIGTERM)
         _, stderr = child.communicate(timeout=60)
     finally:
