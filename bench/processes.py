@@ -75,9 +75,10 @@ def sampling_every(interval_s: float, sample: Callable[[], None]) -> Iterator[No
 @dataclass
 class Memory:
     """RSS (peak and over time) and CPU seconds of every process under `run all` (each app, its
-    parser child, ffmpeg) and of the ``servers`` (Kafka, Weaviate), every ``interval_s``. A peak
-    is the kernel's high-water mark of the process (VmHWM), so a rise between two samples
-    counts; only a process killed between two samples takes its last rise with it."""
+    parser child, ffmpeg) and of the ``servers`` (Kafka, Weaviate), every ``interval_s``. An
+    app process's peak is the kernel's high-water mark (VmHWM), so a rise between two samples
+    counts (only a process killed between two samples takes its last rise with it); a
+    server's is its largest sampled RSS."""
 
     supervisor: psutil.Process
     servers: dict[str, psutil.Process]
@@ -95,7 +96,9 @@ class Memory:
                 name = self._name(proc)
                 rss = proc.memory_info().rss / 2**20
                 seen[name] = max(seen.get(name, 0.0), rss)  # replicas: the largest
-                peak = max(rss, high_water_mb(proc.pid))
+                # A server may have run before this measurement began: its own mark is not ours.
+                server = proc.pid in {s.pid for s in self.servers.values()}
+                peak = rss if server else max(rss, high_water_mb(proc.pid))
                 self.peaks[name] = max(self.peaks.get(name, 0.0), peak)
                 times = proc.cpu_times()
                 self.cpu[proc.pid] = (name, times.user + times.system)

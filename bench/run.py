@@ -343,7 +343,7 @@ def large_run(stack_settings: Settings, workdir: Path, path: Path, replicas: int
                 if profiling:
                     profiler.join()
             transactions = stage_transactions(settings)
-            over_memory = counter_by_label(
+            over_memory = counter_by_label(  # the first extract replica's
                 settings, "extract", "docstreams_parser_over_memory", "then"
             )
     inputs = sum(len(r) for r in api.requests)

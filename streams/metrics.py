@@ -61,9 +61,9 @@ OBJECTS = Counter(
 )
 PARSER_OVER_MEMORY = Counter(
     "docstreams_parser_over_memory_total",
-    "PDF windows whose parser child went over its memory limit, by what was done next: fresh "
-    "(read again in a fresh child), page_by_page (over it fresh too), page_lost (one page over "
-    "it alone: a page error).",
+    "Times a PDF window's parser child went over its memory limit, by what was done next: "
+    "fresh (the window read again in a fresh child), page_by_page (over it fresh too: each page "
+    "alone), page_lost (a page over it alone: a page error; counts pages).",
     ["stage", "then"],
 )
 # What an edit cost: an edited document's unchanged windows and chunks are not processed again.

@@ -14,6 +14,7 @@ from streams.adapters.sandbox import Limits, Sandbox, imported_modules
 from streams.errors import PoisonInput, ResourceLimitExceeded
 from streams.memory import resident_mb
 from streams.settings import Settings
+from tests.kafka_helpers import wait_for
 from tests.pdfs import numbered_pages, write_pdf
 
 
@@ -98,6 +99,44 @@ def test_a_call_over_the_resident_budget_is_killed_while_it_runs_and_the_next_ca
             box.call("a big hold", hold, 200, 15.0)
         assert box.call("a pid", child_pid) != before  # a fresh child
         assert box.call("a small hold", hold, 16, 0.2) == 16 * 2**20
+    finally:
+        box.close()
+
+
+_HELD: list[bytes] = []  # in the child: what grow_after left behind
+
+
+def grow_after(megabytes: int, seconds: float) -> None:
+    """Returns at once; a moment later the child takes ``megabytes`` MB and keeps them."""
+    import threading
+    import time
+
+    def grow() -> None:
+        time.sleep(seconds)
+        _HELD.append(b"\x01" * (megabytes * 2**20))
+
+    threading.Thread(target=grow, daemon=True).start()
+
+
+def test_memory_a_child_holds_between_calls_is_not_charged_to_the_next_call() -> None:
+    budget = _resident_of_a_child() + 64
+    box = Sandbox(Limits(memory_mb=1024, seconds=20.0, decoded_stream_mb=16, resident_mb=budget))
+    try:
+        before = box.call("a pid", child_pid)
+        box.call("a call that leaves memory behind", grow_after, 200, 0.2)
+        wait_for(lambda: budget < resident_mb(before) < float("inf"), timeout_s=20)
+        # Idle over its budget: the next call gets a fresh child instead of the blame.
+        assert box.call("a small hold", hold, 8, 0.2) == 8 * 2**20
+        assert box.call("a pid", child_pid) != before
+    finally:
+        box.close()
+
+
+def test_a_call_over_the_time_limit_is_killed_under_a_resident_budget_too() -> None:
+    box = Sandbox(Limits(memory_mb=1024, seconds=2.0, decoded_stream_mb=16, resident_mb=4096))
+    try:
+        with pytest.raises(ResourceLimitExceeded, match=r"resource_limit: time: a loop took"):
+            box.call("a loop", sleep_for, 30)
     finally:
         box.close()
 

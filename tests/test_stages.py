@@ -340,7 +340,8 @@ def test_a_pdf_window_over_the_memory_cap_is_retried_once_fresh_before_it_is_ref
     tmp_path: Path, deaths: int, outcome: str
 ) -> None:
     """A kept-open PDF's caches can take the child over its cap on an innocent window: one
-    retry in a fresh child; a window that overflows fresh too is the document's fault."""
+    retry in a fresh child; a one-page window that overflows fresh too is the document's
+    fault (a longer one is read page by page: the test below)."""
     pdf = write_pdf(tmp_path / "one.pdf", numbered_pages(1))
     (task,) = [o for o in _download(tmp_path, pdf) if isinstance(o, ExtractTask)]
     parser = DiesOfMemory(deaths)

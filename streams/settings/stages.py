@@ -199,7 +199,8 @@ class ParseSettings(Section):
         description="Resident memory the parser child may reach while it parses; the stage "
         "kills it there. A PDF window over it is read again in a fresh child, then page by "
         "page; a page over it alone becomes a page error (resource_limit), the rest of the "
-        "document goes on. The stage (~65 MB) and this must fit under the pod's memory limit.",
+        "document goes on (a window with no page read fails it). The stage (~65 MB) and this "
+        "must fit under the pod's memory limit.",
     )
     parser_timeout_s: float = Field(
         default=120.0, gt=0, description="Longest one parse (a page count, one window) may take."

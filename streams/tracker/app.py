@@ -137,5 +137,5 @@ def run_tracker(settings: Settings) -> None:
     effects = Effects(settings)
     try:
         Worker(build_app(settings, effects), loglevel="INFO", quiet=True).execute_from_commandline()
-    finally:  # after the worker has stopped: no effect is running any more
-        effects.close()
+    finally:  # after the worker has stopped (an effect still running in an executor thread
+        effects.close()  # then fails, and is redone after a restart: effects are idempotent)
