@@ -57,10 +57,6 @@ class Extract:
             # Deep in a long PDF the open document's page list alone is most of the cap.
             close_above_mb=settings.parser_memory_mb * PDF_KEEP_SHARE_OF_CAP,
         )
-        # The same, closing the PDF after each call: for reading a window page by page.
-        self.pdf_pages_alone: Callable[[Path, int, int], list[extractors.PageText]] = (
-            functools.partial(extractors.pdf_window, settings.pdf_backend, keep_mb=0)
-        )
         # Parsers run in a child process under memory and time limits (a hostile file kills
         # only the child); plain text is read here, in bounded byte windows.
         self.parser = parser or Sandbox.for_parsing(settings)
@@ -144,11 +140,11 @@ class Extract:
             try:
                 texts = self.parser.call(what, self.pdf_pages, path, task.page_start, task.page_end)
             except ResourceLimitExceeded as again:
-                if again.limit != "memory" or task.page_start == task.page_end:
+                if again.limit != "memory":
                     raise
                 # Over it fresh too: the window's own pages. A vector drawing of a few hundred
                 # thousand paths takes pdfium ~200 MB by itself (docs/benchmarks.md), so read
-                # each page alone; only a page that cannot be read within the cap is lost.
+                # each page alone, and a page still over it without its drawing.
                 log.info("%s: over the memory cap fresh; page by page", what)
                 metrics.PARSER_OVER_MEMORY.labels(STAGE, "page_by_page").inc()
                 texts = self._pdf_pages_one_by_one(path, task)
@@ -157,23 +153,36 @@ class Extract:
         return pages_of(texts)
 
     def _pdf_pages_one_by_one(self, path: Path, task: ExtractTask) -> list[extractors.PageText]:
-        """Each page of the window alone, the PDF closed after each; a page over the memory cap
-        is tried once more in a fresh child (the kill gives one), then recorded as a page
-        error that names the limit."""
+        """Each page of the window alone. A page over the memory budget is read again without
+        its drawing, in the fresh child the kill leaves, which gives the same text
+        (extractors.pdf_page_text_only); a page whose text alone is over the budget is recorded
+        as a page error that names the limit."""
+        # A one-page window's page was just read alone, in a fresh child.
+        read_whole_first = task.page_end > task.page_start
         texts: list[extractors.PageText] = []
         for number in range(task.page_start, task.page_end + 1):
             what = f"extracting page {number}"
-            for attempt in (1, 2):
+            if read_whole_first:
                 try:
-                    texts += self.parser.call(what, self.pdf_pages_alone, path, number, number)
-                    break
+                    texts += self.parser.call(what, self.pdf_pages, path, number, number)
+                    continue
                 except ResourceLimitExceeded as exc:
                     if exc.limit != "memory":
                         raise
-                    if attempt == 2:
-                        log.warning("%s/%s: %s", task.tenant_id, task.document_id, exc)
-                        metrics.PARSER_OVER_MEMORY.labels(STAGE, "page_lost").inc()
-                        texts.append(extractors.PageText(number, "", str(exc)))
+            log.info("%s: over the memory budget alone; its text without its drawing", what)
+            try:
+                texts.append(
+                    self.parser.call(
+                        f"{what} without its drawing", extractors.pdf_page_text_only, path, number
+                    )
+                )
+                metrics.PARSER_OVER_MEMORY.labels(STAGE, "text_only").inc()
+            except ResourceLimitExceeded as exc:
+                if exc.limit != "memory":
+                    raise
+                log.warning("%s/%s: %s", task.tenant_id, task.document_id, exc)
+                metrics.PARSER_OVER_MEMORY.labels(STAGE, "page_lost").inc()
+                texts.append(extractors.PageText(number, "", str(exc)))
         return texts
 
     def _parse(self, what: str, fn: Callable[..., T], *args: Any) -> T:

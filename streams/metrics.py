@@ -63,7 +63,8 @@ PARSER_OVER_MEMORY = Counter(
     "docstreams_parser_over_memory_total",
     "Times a PDF window's parser child went over its memory limit, by what was done next: "
     "fresh (the window read again in a fresh child), page_by_page (over it fresh too: each page "
-    "alone), page_lost (a page over it alone: a page error; counts pages).",
+    "alone), text_only (a page over it alone, read without its drawing; counts pages), "
+    "page_lost (a page over it without its drawing too: a page error; counts pages).",
     ["stage", "then"],
 )
 # What an edit cost: an edited document's unchanged windows and chunks are not processed again.

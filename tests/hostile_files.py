@@ -33,33 +33,60 @@ def flate_bomb_pdf(path: Path, decoded_mb: int = 2048) -> Path:
     return _write_pdf(path, objects)
 
 
-def drawing_heavy_pdf(path: Path, drawn_page: int, paths: int, pages: int = 3) -> Path:
+def drawing_heavy_pdf(
+    path: Path, drawn_page: int, paths: int, pages: int = 3, in_form: bool = False,
+    shown_texts: int = 0,
+) -> Path:  # fmt: skip
     """``pages`` pages that each say "Page N of the drawing record." and, on ``drawn_page``, a
     vector drawing of ``paths`` short lines under its text: what a plotted figure looks like to
-    a parser (pdfium builds every path object of a page before its text can be read)."""
+    a parser (pdfium builds every path object of a page before its text can be read).
+    ``in_form``: the drawing is in a form XObject with a caption of its own, "Figure on page
+    N.". ``shown_texts``: the drawn page also shows that many one-letter text objects."""
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [%s] /Count %d >>"
         % (b" ".join(b"%d 0 R" % (4 + 2 * n) for n in range(pages)), pages),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
+    form_number = 4 + 2 * pages  # after every page and its content stream
     for number in range(1, pages + 1):
         content = b"BT /F1 12 Tf 72 720 Td (Page %d of the drawing record.) Tj ET\n" % number
+        resources = b"/Font << /F1 3 0 R >>"
         if number == drawn_page:
-            content += b"".join(
+            drawing = b"".join(
                 b"%d %d m %d %d l S\n" % (i % 600, i // 600 % 700, i % 600 + 1, i // 600 % 700 + 1)
                 for i in range(paths)
             )
+            drawing += b"".join(
+                b"BT /F1 1 Tf %d %d Td (x) Tj ET\n" % (i % 600, i // 600 % 700)
+                for i in range(shown_texts)
+            )
+            if in_form:
+                caption = b"BT /F1 10 Tf 72 600 Td (Figure on page %d.) Tj ET\n" % number
+                content += b"q /Fm1 Do Q\n"
+                resources += b" /XObject << /Fm1 %d 0 R >>" % form_number
+                form = zlib.compress(caption + drawing, 6)
+                form_object = (
+                    b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Length %d "
+                    b"/Filter /FlateDecode /Resources << /Font << /F1 3 0 R >> >> >>\nstream\n"
+                    % len(form)
+                    + form
+                    + b"\nendstream"
+                )
+            else:
+                content += drawing
         stream = zlib.compress(content, 6)
         objects.append(
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
-            b"/Resources << /Font << /F1 3 0 R >> >> >>" % (5 + 2 * (number - 1))
+            b"/Resources << %s >> >>" % (5 + 2 * (number - 1), resources)
         )
         objects.append(
             b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream)
             + stream
             + b"\nendstream"
         )
+    if in_form:
+        objects.append(form_object)
     return _write_pdf(path, objects)
 
 

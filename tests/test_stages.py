@@ -13,6 +13,7 @@ from pathlib import Path
 import docx
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from streams.adapters import extractors
 from streams.adapters.blobstore import LocalBlobStore
@@ -294,20 +295,61 @@ def test_another_file_or_a_replaced_one_is_opened_afresh(tmp_path: Path, no_open
     assert "orchard" in page.text
 
 
-def test_a_pdf_page_over_the_resident_budget_alone_is_a_page_error_and_its_window_goes_on(
-    tmp_path: Path,
-) -> None:
-    """Page 2 is a drawing of 600,000 lines (pdfium: ~150 MB); the child may hold 96 MB. The
-    window fails kept open and fresh, then page by page: only page 2 is lost, and it says why."""
-    pdf = drawing_heavy_pdf(tmp_path / "atlas.pdf", drawn_page=2, paths=600_000)
-    settings = _settings(tmp_path, parser_resident_mb=96)
+def _over_memory(then: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "docstreams_parser_over_memory_total", {"stage": "extract", "then": then}
+        )
+        or 0.0
+    )
+
+
+def _extract_under_budget(
+    tmp_path: Path, pdf: Path, budget_mb: int
+) -> tuple[PageBatch, WindowExtracted, dict[str, float]]:
+    """The PDF's one window through Extract and its real parser child, allowed ``budget_mb``;
+    what the stage did over the budget, counted."""
+    settings = _settings(tmp_path, parser_resident_mb=budget_mb)
     (task,) = [o for o in _download(tmp_path, pdf) if isinstance(o, ExtractTask)]
     extract = Extract(settings, LocalBlobStore(settings.blob_dir))
+    steps = ("fresh", "page_by_page", "text_only", "page_lost")
+    before = {then: _over_memory(then) for then in steps}
     try:
         batch, done = extract(task)
     finally:
         extract.parser.close()
     assert isinstance(batch, PageBatch) and isinstance(done, WindowExtracted)
+    return batch, done, {then: _over_memory(then) - before[then] for then in steps}
+
+
+@pytest.mark.parametrize("in_form", [False, True], ids=["on_the_page", "in_a_form"])
+def test_a_pdf_page_whose_drawing_is_over_the_resident_budget_keeps_its_text(
+    tmp_path: Path, in_form: bool
+) -> None:
+    """Page 2 is a drawing of 600,000 lines (pdfium: ~150 MB); the child may hold 96 MB. The
+    window fails kept open and fresh, then page 2 alone; read without its drawing (in a form
+    XObject too), it gives its text, and nothing is lost."""
+    pdf = drawing_heavy_pdf(tmp_path / "atlas.pdf", drawn_page=2, paths=600_000, in_form=in_form)
+    batch, done, steps = _extract_under_budget(tmp_path, pdf, budget_mb=96)
+    page_2 = "Page 2 of the drawing record." + ("\nFigure on page 2." if in_form else "")
+    assert [(p.number, p.text, p.error) for p in batch.pages] == [
+        (1, "Page 1 of the drawing record.", None),
+        (2, page_2, None),
+        (3, "Page 3 of the drawing record.", None),
+    ]
+    assert done.failed_pages == 0
+    assert steps == {"fresh": 1, "page_by_page": 1, "text_only": 1, "page_lost": 0}
+
+
+def test_a_pdf_page_whose_text_alone_is_over_the_resident_budget_is_a_page_error_alone(
+    tmp_path: Path,
+) -> None:
+    """Page 2 shows 300,000 text objects next to its drawing: without the drawing it is still
+    over the 96 MB budget, so only page 2 is lost, and its error says why."""
+    pdf = drawing_heavy_pdf(
+        tmp_path / "ledger.pdf", drawn_page=2, paths=300_000, shown_texts=300_000
+    )
+    batch, done, steps = _extract_under_budget(tmp_path, pdf, budget_mb=96)
     assert [(p.number, p.text) for p in batch.pages if not p.error] == [
         (1, "Page 1 of the drawing record."),
         (3, "Page 3 of the drawing record."),
@@ -315,33 +357,47 @@ def test_a_pdf_page_over_the_resident_budget_alone_is_a_page_error_and_its_windo
     (lost,) = [p for p in batch.pages if p.error]
     assert lost.number == 2 and lost.text == ""
     assert lost.error is not None and re.search(
-        r"resource_limit: memory: extracting page 2 needed more than 96 MB resident", lost.error
+        r"resource_limit: memory: extracting page 2 without its drawing needed more than 96 MB "
+        r"resident",
+        lost.error,
     )
     assert done.failed_pages == 1
+    assert steps == {"fresh": 1, "page_by_page": 1, "text_only": 0, "page_lost": 1}
 
 
 class DiesOfMemory:
-    """A parser child that dies over its memory cap the first ``deaths`` calls."""
+    """A parser child that dies over its memory cap the first ``deaths`` calls, and otherwise
+    reads page one; it records which reader each call ran."""
 
     def __init__(self, deaths: int) -> None:
-        self.deaths, self.calls = deaths, 0
+        self.deaths, self.readers = deaths, list[str]()
 
     def call(
         self, what: str, fn: object, *args: object, **kwargs: object
-    ) -> list[extractors.PageText]:
-        self.calls += 1
-        if self.calls <= self.deaths:
+    ) -> list[extractors.PageText] | extractors.PageText:
+        reader = "text_only" if fn is extractors.pdf_page_text_only else "whole"
+        self.readers.append(reader)
+        if len(self.readers) <= self.deaths:
             raise ResourceLimitExceeded("memory", f"{what}: the parser died")
-        return [extractors.PageText(1, "the text of page one")]
+        page = extractors.PageText(1, "the text of page one")
+        return page if reader == "text_only" else [page]
 
 
-@pytest.mark.parametrize(("deaths", "outcome"), [(1, "extracted"), (2, "refused")])
-def test_a_pdf_window_over_the_memory_cap_is_retried_once_fresh_before_it_is_refused(
-    tmp_path: Path, deaths: int, outcome: str
+@pytest.mark.parametrize(
+    ("deaths", "readers", "outcome"),
+    [
+        (1, ["whole", "whole"], "extracted"),
+        (2, ["whole", "whole", "text_only"], "extracted"),
+        (3, ["whole", "whole", "text_only"], "refused"),
+    ],
+)
+def test_a_one_page_window_over_the_cap_is_retried_fresh_then_without_its_drawing_then_refused(
+    tmp_path: Path, deaths: int, readers: list[str], outcome: str
 ) -> None:
     """A kept-open PDF's caches can take the child over its cap on an innocent window: one
-    retry in a fresh child; a one-page window that overflows fresh too is the document's
-    fault (a longer one is read page by page: the test below)."""
+    retry in a fresh child; a one-page window that overflows fresh too is read once more
+    without its drawing (its only page was just read alone), and refused if that overflows
+    too: no page of it could be read (a longer window: the tests above)."""
     pdf = write_pdf(tmp_path / "one.pdf", numbered_pages(1))
     (task,) = [o for o in _download(tmp_path, pdf) if isinstance(o, ExtractTask)]
     parser = DiesOfMemory(deaths)
@@ -350,6 +406,6 @@ def test_a_pdf_window_over_the_memory_cap_is_retried_once_fresh_before_it_is_ref
         (batch, _) = extract(task)
         assert isinstance(batch, PageBatch) and batch.pages[0].text == "the text of page one"
     else:
-        with pytest.raises(ResourceLimitExceeded, match="memory"):
+        with pytest.raises(ResourceLimitExceeded, match="memory: extracting pages 1-1: the"):
             extract(task)
-    assert parser.calls == 2
+    assert parser.readers == readers

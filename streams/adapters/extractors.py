@@ -398,6 +398,85 @@ def pdf_window(backend: str, path: Path, first: int, last: int, keep_mb: int = 0
             close_open_pdf()  # (NaN without /proc: closed)
 
 
+# What a page's text depends on: text objects, their state, the graphics state stack and
+# transforms that place them, form XObjects (which may hold text) and marked content (which may
+# carry /ActualText). Paths, clips, shadings, colours and images are left out.
+_TEXT_OPERATORS = (
+    "BT ET Tj TJ ' \" Tf Td TD Tm T* Tc Tw Tz TL Ts Tr "  # text objects and their state
+    "q Q cm gs Do BMC BDC EMC"  # where text lands, which font gs sets, forms, marked content
+)
+
+
+def pdf_page_text_only(path: Path, number: int) -> PageText:
+    """The text of page ``number``, read without its drawing.
+
+    For a page whose vector drawing is too big to parse: pdfium builds every path object of a
+    page before its text can be read (~550 bytes each; a plotted figure of 363,591 paths needs
+    ~200 MB). Here pdfium copies the page alone into a new document, which copies its objects
+    without parsing its content; qpdf (pikepdf) then keeps only the text operators of its
+    content streams and of its form XObjects', filtering as it parses so that none of the
+    dropped paths is held; pdfium reads the text of what is left. The text is what a full read
+    gives where the page's text is plain text objects; text inside a Type 3 font's glyph
+    drawing or an annotation is not read either way.
+    """
+    import io
+    import warnings
+
+    import pikepdf
+    import pypdfium2 as pdfium
+
+    source = _open_pdfium(path)
+    try:
+        alone = pdfium.PdfDocument.new()
+        alone.import_pages(source, [number - 1])
+        copy = io.BytesIO()
+        alone.save(copy)
+        alone.close()
+    finally:
+        source.close()
+    try:
+        with pikepdf.open(io.BytesIO(copy.getvalue())) as pdf, warnings.catch_warnings():
+            # A form field's widget copied without its form: nothing of the page's text.
+            warnings.simplefilter("ignore", pikepdf.PageCopyWarning)
+            page = pdf.pages[0]
+            page.Contents = pdf.make_stream(_text_operators_of(page))
+            _keep_text_of_forms(pdf, page.obj.get("/Resources"), seen=set())
+            filtered = io.BytesIO()
+            pdf.save(filtered)
+    except pikepdf.PdfError as exc:
+        return PageText(number, "", f"PdfError: {exc}")
+    del copy
+    document = pdfium.PdfDocument(filtered.getvalue())
+    try:
+        textpage = document[0].get_textpage()
+        return PageText(number, _clean(textpage.get_text_range()))
+    finally:
+        document.close()
+
+
+def _text_operators_of(content: Any) -> bytes:
+    import pikepdf
+
+    return pikepdf.unparse_content_stream(pikepdf.parse_content_stream(content, _TEXT_OPERATORS))
+
+
+def _keep_text_of_forms(pdf: Any, resources: Any, seen: set[tuple[int, int]]) -> None:
+    """The same filter on every form XObject these resources name, and on theirs."""
+    import pikepdf
+
+    xobjects = resources.get("/XObject") if isinstance(resources, pikepdf.Dictionary) else None
+    if not isinstance(xobjects, pikepdf.Dictionary):
+        return
+    for _, xobject in xobjects.items():
+        if not isinstance(xobject, pikepdf.Stream) or xobject.get("/Subtype") != "/Form":
+            continue
+        if xobject.objgen in seen:  # shared, or a form that draws itself
+            continue
+        seen.add(xobject.objgen)
+        xobject.write(_text_operators_of(xobject))
+        _keep_text_of_forms(pdf, xobject.get("/Resources"), seen)
+
+
 def close_open_pdf() -> None:
     global _open_pdf
     if _open_pdf is not None:
