@@ -153,8 +153,9 @@ class Extract:
         return pages_of(texts)
 
     def _pdf_pages_one_by_one(self, path: Path, task: ExtractTask) -> list[extractors.PageText]:
-        """Each page of the window alone. A page over the memory budget is read again without
-        its drawing, in the fresh child the kill leaves, which gives the same text
+        """Each page of the window in a call of its own (the PDF kept open between them, as
+        between windows). A page over the memory budget is read again without its drawing, in
+        the fresh child the kill leaves, which gives the same text
         (extractors.pdf_page_text_only); a page whose text alone is over the budget is recorded
         as a page error that names the limit."""
         # A one-page window's page was just read alone, in a fresh child.
@@ -171,18 +172,19 @@ class Extract:
                         raise
             log.info("%s: over the memory budget alone; its text without its drawing", what)
             try:
-                texts.append(
-                    self.parser.call(
-                        f"{what} without its drawing", extractors.pdf_page_text_only, path, number
-                    )
+                text = self.parser.call(
+                    f"{what} without its drawing", extractors.pdf_page_text_only, path, number
                 )
-                metrics.PARSER_OVER_MEMORY.labels(STAGE, "text_only").inc()
             except ResourceLimitExceeded as exc:
                 if exc.limit != "memory":
                     raise
-                log.warning("%s/%s: %s", task.tenant_id, task.document_id, exc)
-                metrics.PARSER_OVER_MEMORY.labels(STAGE, "page_lost").inc()
-                texts.append(extractors.PageText(number, "", str(exc)))
+                text = extractors.PageText(number, "", str(exc))
+            if text.error:
+                log.warning("%s/%s: %s", task.tenant_id, task.document_id, text.error)
+            metrics.PARSER_OVER_MEMORY.labels(
+                STAGE, "page_lost" if text.error else "text_only"
+            ).inc()
+            texts.append(text)
         return texts
 
     def _parse(self, what: str, fn: Callable[..., T], *args: Any) -> T:

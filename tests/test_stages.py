@@ -40,6 +40,7 @@ from streams.messages import (
 from streams.settings import Settings
 from tests.hostile_files import drawing_heavy_pdf
 from tests.pdfs import ROOT, SAMPLE, SAMPLE_PAGE, SAMPLE_SENTENCE, numbered_pages, write_pdf
+from tests.real_pdfs import real_pdf
 
 VERSION = "a1" * 32
 EMBEDDER = LocalMiniLM()
@@ -293,6 +294,44 @@ def test_another_file_or_a_replaced_one_is_opened_afresh(tmp_path: Path, no_open
     replacement.replace(other)  # same path, another file
     (page,) = extractors.pdf_window("pypdfium2", other, 1, 1, keep_mb=100_000)
     assert "orchard" in page.text
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["harbour_handbook", "drawing_in_a_form", "outline_with_invalid_destinations",
+     "jbig2_scan_with_global_segments", "broken_linearization_dictionary",
+     "encrypted_with_an_owner_password_only", "content_stream_syntax_errors",
+     "truetype_font_without_unicode_map"],
+)  # fmt: skip
+def test_a_page_read_without_its_drawing_has_the_text_of_the_whole_read(
+    tmp_path: Path, name: str
+) -> None:
+    """What a page over the parser's budget falls back to gives each page the text that
+    reading it whole gives (real PDFs: fonts without a Unicode map, syntax errors in content
+    streams, encryption, scans)."""
+    if name == "harbour_handbook":
+        pdf = SAMPLE
+    elif name == "drawing_in_a_form":
+        pdf = drawing_heavy_pdf(tmp_path / "atlas.pdf", drawn_page=2, paths=2_000, in_form=True)
+    else:
+        pdf = real_pdf(name)
+    whole = extractors.pdf_window("pypdfium2", pdf, 1, extractors.pdf_page_count(pdf))
+    without_drawing = [extractors.pdf_page_text_only(pdf, page.number) for page in whole]
+    assert [(p.number, p.text, p.error) for p in without_drawing] == [
+        (p.number, p.text, None) for p in whole
+    ]
+    assert sum(len(p.text) for p in whole) > 0
+
+
+def test_a_page_that_cannot_be_read_without_its_drawing_is_that_pages_error(
+    tmp_path: Path,
+) -> None:
+    """An error of the fallback reader is the page's, as the whole read's is: it must not
+    fail the window and its other pages."""
+    pdf = write_pdf(tmp_path / "short.pdf", numbered_pages(2))
+    page = extractors.pdf_page_text_only(pdf, 5)  # no such page: pdfium cannot copy it
+    assert page.number == 5 and page.text == ""
+    assert page.error is not None and page.error.startswith("PdfiumError")
 
 
 def _over_memory(then: str) -> float:

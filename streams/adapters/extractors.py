@@ -411,45 +411,55 @@ def pdf_page_text_only(path: Path, number: int) -> PageText:
     """The text of page ``number``, read without its drawing.
 
     For a page whose vector drawing is too big to parse: pdfium builds every path object of a
-    page before its text can be read (~550 bytes each; a plotted figure of 363,591 paths needs
+    page before its text can be read (~550 bytes each; a plotted figure of 363,537 paths needs
     ~200 MB). Here pdfium copies the page alone into a new document, which copies its objects
     without parsing its content; qpdf (pikepdf) then keeps only the text operators of its
     content streams and of its form XObjects', filtering as it parses so that none of the
-    dropped paths is held; pdfium reads the text of what is left. The text is what a full read
-    gives where the page's text is plain text objects; text inside a Type 3 font's glyph
-    drawing or an annotation is not read either way.
+    dropped paths is held; pdfium reads the text of what is left, as the pypdfium2 backend
+    reads a whole page (the pypdf backend's text may differ). What it keeps still costs memory:
+    a drawing made of form placements (``q cm /M0 Do Q`` per marker) keeps every one of them.
+    Text in a Type 3 font's glyph drawing or in an annotation is not read either way. An error
+    is the page's (as in ``_pages_pypdfium2``); running out of memory is the caller's.
     """
+    try:
+        return PageText(number, _text_without_drawing(path, number))
+    except MemoryError:
+        raise
+    except Exception as exc:  # a page qpdf or pdfium cannot read this way: that page's error
+        return PageText(number, "", f"{type(exc).__name__}: {exc}")
+
+
+def _text_without_drawing(path: Path, number: int) -> str:
     import io
     import warnings
 
     import pikepdf
     import pypdfium2 as pdfium
 
+    copy = io.BytesIO()
     source = _open_pdfium(path)
     try:
         alone = pdfium.PdfDocument.new()
-        alone.import_pages(source, [number - 1])
-        copy = io.BytesIO()
-        alone.save(copy)
-        alone.close()
+        try:
+            alone.import_pages(source, [number - 1])
+            alone.save(copy)
+        finally:
+            alone.close()
     finally:
         source.close()
-    try:
-        with pikepdf.open(io.BytesIO(copy.getvalue())) as pdf, warnings.catch_warnings():
-            # A form field's widget copied without its form: nothing of the page's text.
-            warnings.simplefilter("ignore", pikepdf.PageCopyWarning)
-            page = pdf.pages[0]
-            page.Contents = pdf.make_stream(_text_operators_of(page))
-            _keep_text_of_forms(pdf, page.obj.get("/Resources"), seen=set())
-            filtered = io.BytesIO()
-            pdf.save(filtered)
-    except pikepdf.PdfError as exc:
-        return PageText(number, "", f"PdfError: {exc}")
+    filtered = io.BytesIO()
+    with pikepdf.open(copy) as pdf, warnings.catch_warnings():
+        # A form field's widget copied without its form: nothing of the page's text.
+        warnings.simplefilter("ignore", pikepdf.PageCopyWarning)
+        page = pdf.pages[0]
+        page.Contents = pdf.make_stream(_text_operators_of(page))
+        _keep_text_of_forms(page.obj.get("/Resources"))
+        pdf.save(filtered)
     del copy
     document = pdfium.PdfDocument(filtered.getvalue())
     try:
         textpage = document[0].get_textpage()
-        return PageText(number, _clean(textpage.get_text_range()))
+        return _clean(textpage.get_text_range())
     finally:
         document.close()
 
@@ -460,21 +470,26 @@ def _text_operators_of(content: Any) -> bytes:
     return pikepdf.unparse_content_stream(pikepdf.parse_content_stream(content, _TEXT_OPERATORS))
 
 
-def _keep_text_of_forms(pdf: Any, resources: Any, seen: set[tuple[int, int]]) -> None:
-    """The same filter on every form XObject these resources name, and on theirs."""
+def _keep_text_of_forms(resources: Any) -> None:
+    """The same filter on every form XObject these resources name, and on theirs: each form
+    once, however deep or shared (a loop of forms ends)."""
     import pikepdf
 
-    xobjects = resources.get("/XObject") if isinstance(resources, pikepdf.Dictionary) else None
-    if not isinstance(xobjects, pikepdf.Dictionary):
-        return
-    for _, xobject in xobjects.items():
-        if not isinstance(xobject, pikepdf.Stream) or xobject.get("/Subtype") != "/Form":
+    seen: set[tuple[int, int]] = set()
+    pending = [resources]
+    while pending:
+        held = pending.pop()
+        xobjects = held.get("/XObject") if isinstance(held, pikepdf.Dictionary) else None
+        if not isinstance(xobjects, pikepdf.Dictionary):
             continue
-        if xobject.objgen in seen:  # shared, or a form that draws itself
-            continue
-        seen.add(xobject.objgen)
-        xobject.write(_text_operators_of(xobject))
-        _keep_text_of_forms(pdf, xobject.get("/Resources"), seen)
+        for _, xobject in xobjects.items():
+            if not isinstance(xobject, pikepdf.Stream) or xobject.get("/Subtype") != "/Form":
+                continue
+            if xobject.objgen in seen:
+                continue
+            seen.add(xobject.objgen)
+            xobject.write(_text_operators_of(xobject))
+            pending.append(xobject.get("/Resources"))
 
 
 def close_open_pdf() -> None:

@@ -202,7 +202,7 @@ class ParseSettings(Section):
         "page whose text alone needs more becomes a page error (resource_limit), the rest of "
         "the document goes on (a window with no page read fails it). The stage (~65 MB) and "
         "this must fit under the pod's memory limit. 384 reads vector-heavy PDFs faster (fewer "
-        "kills) for ~85 MB more.",
+        "kills) for ~80 MB more.",
     )
     parser_timeout_s: float = Field(
         default=120.0, gt=0, description="Longest one parse (a page count, one window) may take."
